@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv with eoembed and everything its demo and tests need. Idempotent: a second run
+# only re-checks that the install is complete. Works offline against a package mirror.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.eoembed-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[all,test]"
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up from nothing (see setup.sh), then lint, type-check and run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+exec .venv/bin/python -m pytest -n 2 "$@"

@@ -1,0 +1,296 @@
+"""One call from (place, time, model) to an embedding: ``get_embedding`` and friends.
+
+The steps, in order: validate every spec and check the model's input contract against the
+provider (no I/O yet), build the model (weights loaded once and cached), fetch each unique
+region once, batch the forward pass across regions, georeference grid outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eoembed._version import __version__
+from eoembed.embedders.registry import describe_model, embedder_class
+from eoembed.embedding import Embedding
+from eoembed.errors import CapabilityError
+from eoembed.grid import Grid
+from eoembed.providers.registry import get_provider
+from eoembed.specs import OutputSpec, SensorSpec, SpatialSpec, TemporalSpec, as_spatial
+from eoembed.specs.spatial import SpatialLike
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from eoembed.embedders.base import Embedder
+    from eoembed.embedders.card import ModelCard
+    from eoembed.providers.base import Provider
+
+__all__ = ["default_sensor", "get_embedding", "get_embeddings_batch", "inspect_input"]
+
+_EMBEDDER_CACHE: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
+_EMBEDDER_CACHE_SIZE = 4
+
+
+def default_sensor(card: ModelCard) -> SensorSpec:
+    """The sensor a model was trained on: its first collection, its bands, its GSD."""
+    return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
+
+
+def _check_types(temporal: Any, output: Any, sensor: Any) -> None:
+    from eoembed.errors import SpecError
+
+    if not isinstance(temporal, TemporalSpec):
+        raise SpecError("temporal", temporal, allowed="a TemporalSpec (TemporalSpec.year/range)")
+    if not isinstance(output, OutputSpec):
+        raise SpecError("output", output, allowed="OutputSpec.pooled() or OutputSpec.grid()")
+    if sensor is not None and not isinstance(sensor, SensorSpec):
+        raise SpecError("sensor", sensor, allowed="a SensorSpec or None (the model's default)")
+
+
+def _check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
+    """Refuse before any I/O what cannot work; return warnings for what only degrades."""
+    missing = [b for b in card.input.band_names if b not in sensor.bands]
+    if missing:
+        raise CapabilityError(
+            f"model {card.id!r} needs band(s) {', '.join(missing)} that the sensor spec does not"
+            f" request; it needs: {', '.join(card.input.band_names)}"
+        )
+    collections = provider.collections()
+    info = collections.get(sensor.collection)
+    if info is None:
+        raise CapabilityError(
+            f"provider {provider.name!r} does not serve collection {sensor.collection!r}; "
+            f"it serves: {', '.join(sorted(collections)) or 'nothing'}"
+        )
+    absent = [b for b in sensor.bands if b not in info.band_names]
+    if absent:
+        raise CapabilityError(
+            f"collection {sensor.collection!r} from provider {provider.name!r} has no band(s) "
+            f"{', '.join(absent)}; it has: {', '.join(info.band_names)}"
+        )
+    warnings = []
+    level = card.input.processing_level
+    if level != "any" and info.processing_level != level:
+        warnings.append(
+            f"model {card.id!r} was trained on {level} data; {sensor.collection!r} is "
+            f"{info.processing_level}: embeddings may be degraded"
+        )
+    if not np.isclose(sensor.scale_m, card.input.gsd_m):
+        warnings.append(
+            f"model {card.id!r} was trained at {card.input.gsd_m:g} m; input is at "
+            f"{sensor.scale_m:g} m"
+        )
+    return warnings
+
+
+def _embedder(model: str, device: str, batch_size: int, model_args: dict[str, Any]) -> Embedder:
+    key = (model, device, batch_size, tuple(sorted((k, repr(v)) for k, v in model_args.items())))
+    if key in _EMBEDDER_CACHE:
+        _EMBEDDER_CACHE.move_to_end(key)
+        return _EMBEDDER_CACHE[key]
+    embedder = embedder_class(model)(device=device, batch_size=batch_size, **model_args)
+    _EMBEDDER_CACHE[key] = embedder
+    while len(_EMBEDDER_CACHE) > _EMBEDDER_CACHE_SIZE:
+        _EMBEDDER_CACHE.popitem(last=False)
+    return embedder
+
+
+def _georeference(values: np.ndarray, grid: Grid) -> xr.DataArray:
+    """A ``(dim, y, x)`` DataArray whose cells tile the input grid's footprint."""
+    from eoembed.providers.scenes import to_dataarray
+
+    cells = grid.coarsen(values.shape[1], values.shape[2])
+    da = to_dataarray(values, [str(i) for i in range(values.shape[0])], cells, {})
+    da = da.rename(band="dim").assign_coords(dim=np.arange(values.shape[0]))
+    return da
+
+
+def _fetch_unique(
+    provider: Provider,
+    spatials: Sequence[SpatialSpec],
+    temporal: TemporalSpec,
+    sensor: SensorSpec,
+    max_workers: int,
+) -> dict[str, xr.DataArray]:
+    unique: dict[str, SpatialSpec] = {}
+    for s in spatials:
+        unique.setdefault(s.fingerprint, s)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique)))) as pool:
+        futures = {
+            key: pool.submit(provider.fetch, s, temporal, sensor) for key, s in unique.items()
+        }
+        return {key: f.result() for key, f in futures.items()}
+
+
+def get_embeddings_batch(
+    model: str,
+    *,
+    spatials: Sequence[SpatialLike],
+    temporal: TemporalSpec,
+    sensor: SensorSpec | None = None,
+    output: OutputSpec | None = None,
+    provider: str | Provider = "sample",
+    device: str = "auto",
+    batch_size: int = 16,
+    fetch_workers: int = 4,
+    **model_args: Any,
+) -> list[Embedding]:
+    """Embeddings for many regions with one model: each region fetched once, forward batched.
+
+    Args:
+        model: a model id from :func:`eoembed.list_models`.
+        spatials: regions (BBox, PointBuffer, GeometrySpec, or anything ``as_spatial`` takes).
+        temporal: the time window.
+        sensor: the imagery to read; defaults to the model's training sensor.
+        output: ``OutputSpec.pooled()`` (default) or ``OutputSpec.grid()``.
+        provider: a provider name, ``"name:argument"`` or instance.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        batch_size: regions per forward pass.
+        fetch_workers: regions fetched concurrently.
+        **model_args: the model's own arguments (see ``describe_model``); unknown ones fail.
+
+    Returns:
+        One :class:`Embedding` per region, in the order given (duplicates share pixels).
+    """
+    t0 = time.perf_counter()
+    output = output or OutputSpec.pooled()
+    _check_types(temporal, output, sensor)
+    regions = [as_spatial(s) for s in spatials]
+    card = describe_model(model)
+    if output.mode not in card.outputs:
+        raise CapabilityError(
+            f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
+        )
+    sensor = sensor or default_sensor(card)
+    source = get_provider(provider)
+    warnings = _check_contract(card, sensor, source)
+    embedder = _embedder(model, device, batch_size, model_args)
+    t_built = time.perf_counter()
+
+    patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers)
+    t_fetched = time.perf_counter()
+
+    bands = list(card.input.band_names)
+    keys = list(patches)
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for key in keys:
+        by_shape.setdefault(patches[key].shape, []).append(key)
+    results: dict[str, np.ndarray] = {}
+    for group in by_shape.values():
+        stack = np.stack([patches[k].sel(band=bands).values for k in group])
+        for key, value in zip(group, embedder.embed(stack, output), strict=True):
+            results[key] = value
+    t_embedded = time.perf_counter()
+
+    base_meta = {
+        **embedder.metadata(),
+        "provider": source.name,
+        "temporal": temporal.to_dict(),
+        "sensor": sensor.to_dict(),
+        "output": output.to_dict(),
+        "eoembed_version": __version__,
+        "warnings": warnings,
+        "timings": {
+            "setup_s": t_built - t0,
+            "fetch_s": t_fetched - t_built,
+            "embed_s": t_embedded - t_fetched,
+            "regions": len(regions),
+            "unique_regions": len(patches),
+        },
+    }
+    out = []
+    for region in regions:
+        key = region.fingerprint
+        patch = patches[key]
+        grid = _patch_grid(patch)
+        values = results[key]
+        meta = {
+            **base_meta,
+            "spatial": region.to_dict(),
+            "scene_ids": list(patch.attrs.get("scene_ids", [])),
+            "scene_times": list(patch.attrs.get("scene_times", [])),
+            "valid_fraction": patch.attrs.get("valid_fraction"),
+            "input_grid": grid.to_dict(),
+            "input_shape": [len(bands), *patch.shape[1:]],
+            "embedding_dim": int(values.shape[0]),
+        }
+        data: np.ndarray | xr.DataArray = values
+        if output.mode == "grid":
+            data = _georeference(values, grid)
+            data.attrs.update(model=model, embedding_dim=int(values.shape[0]))
+            meta["output_grid"] = grid.coarsen(values.shape[1], values.shape[2]).to_dict()
+        out.append(Embedding(data, meta))
+    return out
+
+
+def _patch_grid(patch: xr.DataArray) -> Grid:
+    transform = patch.rio.transform()
+    return Grid(
+        str(patch.rio.crs.to_string()),
+        float(transform.c),
+        float(transform.f),
+        float(transform.a),
+        int(patch.sizes["x"]),
+        int(patch.sizes["y"]),
+    )
+
+
+def get_embedding(
+    model: str,
+    *,
+    spatial: SpatialLike,
+    temporal: TemporalSpec,
+    sensor: SensorSpec | None = None,
+    output: OutputSpec | None = None,
+    provider: str | Provider = "sample",
+    device: str = "auto",
+    **model_args: Any,
+) -> Embedding:
+    """The embedding of one region and time window by one model.
+
+    >>> get_embedding("mosaiks", spatial=PointBuffer(lon=-75.70, lat=37.70, buffer_m=1280),
+    ...               temporal=TemporalSpec.range("2015-06-23", "2016-06-11"),
+    ...               output=OutputSpec.grid(), provider="sample")  # doctest: +SKIP
+
+    See :func:`get_embeddings_batch` for the arguments.
+    """
+    return get_embeddings_batch(
+        model, spatials=[spatial], temporal=temporal, sensor=sensor, output=output,
+        provider=provider, device=device, **model_args,
+    )[0]
+
+
+def inspect_input(
+    model: str,
+    *,
+    spatial: SpatialLike,
+    temporal: TemporalSpec,
+    sensor: SensorSpec | None = None,
+    provider: str | Provider = "sample",
+) -> xr.DataArray:
+    """The exact patch the model will see: its bands, in its order, on the request grid.
+
+    Values are in provider units (before the model's normalisation, which ``attrs`` records,
+    together with the size the model resizes to, if any). Loads no model.
+    """
+    region = as_spatial(spatial)
+    _check_types(temporal, OutputSpec.pooled(), sensor)
+    card = describe_model(model)
+    sensor = sensor or default_sensor(card)
+    source = get_provider(provider)
+    warnings = _check_contract(card, sensor, source)
+    patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
+    norm = card.input.normalisation
+    patch.attrs.update(
+        model=model,
+        model_image_size=card.input.image_size,
+        normalisation={"scale": norm.scale, "mean": list(norm.mean), "std": list(norm.std)},
+        warnings=warnings,
+    )
+    return patch

@@ -1,0 +1,89 @@
+"""Model cards: what a model needs as input, what it gives, where its weights come from.
+
+Cards are plain frozen data (no torch), so ``eoembed models`` and ``describe_model`` work
+without loading any model, and the pipeline can check a provider against a model's input
+contract before reading a pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from eoembed.bands import BandInfo
+
+__all__ = ["InputContract", "ModelCard", "Normalisation", "WeightsSource"]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``x_model = (x_provider * scale - mean) / std``, per band, in the contract's band order."""
+
+    scale: float = 1.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    note: str = ""
+    """Where the constants come from."""
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """The pixels a model expects."""
+
+    collections: tuple[str, ...]
+    """Collections the model was trained on (first is the default)."""
+    processing_level: str
+    """``"L1C"`` or ``"L2A"``: other levels work but are flagged as a quality mismatch."""
+    bands: tuple[BandInfo, ...]
+    gsd_m: float
+    """Ground sampling distance the model was trained at (the default ``scale_m``)."""
+    image_size: int | None
+    """Side in pixels the model takes; ``None`` when any size works."""
+    patch_size: int
+    """Input pixels per output grid cell."""
+    normalisation: Normalisation
+    frames: int = 1
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names, in model order."""
+        return tuple(b.name for b in self.bands)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Pinned pretrained weights on the Hugging Face Hub."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    """A full commit hash, never a branch name."""
+    sha256: str
+    """sha256 of the file, or the leading hex digits of it that the publisher pins."""
+    licence: str
+    url: str = ""
+    """Human-readable page for the weights."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything a user needs to know to use and cite a model."""
+
+    id: str
+    family: str
+    summary: str
+    input: InputContract
+    embedding_dim: int
+    outputs: tuple[str, ...]
+    """Subset of ``("pooled", "grid")``."""
+    weights: WeightsSource | None
+    """``None`` for models without learned weights."""
+    licence: str
+    citation: str
+    grid_matches_input: bool = False
+    """Whether grid cells are input pixels (``patch_size == 1``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dataclasses.asdict(self)

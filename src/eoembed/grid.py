@@ -1,0 +1,159 @@
+"""The pixel grid every provider reads onto and every grid embedding is georeferenced to.
+
+A :class:`Grid` is a projected CRS, a north-up affine transform and a size. Grids are
+derived from spatial specs alone (never from a provider's files), so the same request gives
+the same grid through every provider.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from affine import Affine
+    from shapely.geometry.base import BaseGeometry
+
+__all__ = ["Grid", "local_metric_crs", "reproject_geometry"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: ``crs``, top-left corner, square pixel size and shape."""
+
+    crs: str
+    """CRS of the grid, as a string pyproj understands (``"EPSG:32618"``)."""
+    left: float
+    """x of the grid's left edge, in CRS units."""
+    top: float
+    """y of the grid's top edge, in CRS units."""
+    resolution: float
+    """Pixel size in CRS units (metres for every grid eoembed makes)."""
+    width: int
+    height: int
+
+    @property
+    def transform(self) -> Affine:
+        """The affine transform (pixel corner -> CRS), as rasterio uses it."""
+        from affine import Affine
+
+        return Affine(self.resolution, 0.0, self.left, 0.0, -self.resolution, self.top)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        return (
+            self.left,
+            self.top - self.height * self.resolution,
+            self.left + self.width * self.resolution,
+            self.top,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.height, self.width)
+
+    def xs(self) -> np.ndarray:
+        """x coordinates of pixel centres."""
+        import numpy as np
+
+        return self.left + (np.arange(self.width) + 0.5) * self.resolution
+
+    def ys(self) -> np.ndarray:
+        """y coordinates of pixel centres (decreasing: north up)."""
+        import numpy as np
+
+        return self.top - (np.arange(self.height) + 0.5) * self.resolution
+
+    def coarsen(self, height: int, width: int) -> Grid:
+        """The grid of ``height`` x ``width`` cells covering the same ground footprint.
+
+        Used to georeference model outputs (patch tokens, pooled cells) that tile the input.
+        """
+        if self.width % width or self.height % height:
+            # Non-integer factors still tile the footprint exactly, with non-round cells.
+            if not math.isclose(self.width / width, self.height / height, rel_tol=1e-9):
+                raise ValueError(
+                    f"output grid {height}x{width} does not tile input {self.height}x{self.width}"
+                    " with square cells"
+                )
+        return Grid(
+            self.crs, self.left, self.top, self.resolution * self.width / width, width, height
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for metadata."""
+        return {
+            "crs": self.crs,
+            "transform": list(self.transform)[:6],
+            "width": self.width,
+            "height": self.height,
+            "bounds": list(self.bounds),
+        }
+
+    @classmethod
+    def snapped(
+        cls, crs: str, bounds: tuple[float, float, float, float], resolution: float
+    ) -> Grid:
+        """The smallest grid with pixel edges on multiples of ``resolution`` covering ``bounds``.
+
+        Snapping to multiples of the resolution keeps grids of the same CRS aligned with each
+        other and with the native grids of Sentinel-2 and Landsat, so that a 10 m band read at
+        10 m is not resampled at all.
+        """
+        left, bottom, right, top = bounds
+        eps = 1e-6 * resolution
+        x0 = math.floor(left / resolution + eps) * resolution
+        x1 = math.ceil(right / resolution - eps) * resolution
+        y0 = math.floor(bottom / resolution + eps) * resolution
+        y1 = math.ceil(top / resolution - eps) * resolution
+        width = max(1, round((x1 - x0) / resolution))
+        height = max(1, round((y1 - y0) / resolution))
+        return cls(crs, x0, y1, resolution, width, height)
+
+    @classmethod
+    def centred(
+        cls, crs: str, x: float, y: float, half_size: float, resolution: float
+    ) -> Grid:
+        """A square grid of side ``2*half_size`` whose centre is the pixel corner nearest (x, y).
+
+        The corner is snapped to a multiple of ``resolution``, so the centre lies within half a
+        pixel of (x, y) and the grid stays aligned (see :meth:`snapped`).
+        """
+        n = max(1, math.ceil(2 * half_size / resolution - 1e-9))
+        cx = round(x / resolution) * resolution
+        cy = round(y / resolution) * resolution
+        left = cx - (n // 2) * resolution
+        top = cy + (n - n // 2) * resolution
+        return cls(crs, left, top, resolution, n, n)
+
+
+def local_metric_crs(lon: float, lat: float) -> str:
+    """The UTM zone (UPS near the poles) holding (lon, lat), as an EPSG code string.
+
+    Metres in UTM are ground metres to within 0.1% inside a zone, unlike Web Mercator's.
+    """
+    if lat >= 84.0:
+        return "EPSG:32661"
+    if lat < -80.0:
+        return "EPSG:32761"
+    zone = min(60, int(math.floor((lon + 180.0) / 6.0)) + 1)
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
+def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
+    """``geom`` from CRS ``src`` to ``dst``, densified so straight edges stay faithful."""
+    if src == dst:
+        return geom
+    from pyproj import Transformer
+    from shapely import segmentize
+    from shapely.ops import transform
+
+    transformer = Transformer.from_crs(src, dst, always_xy=True)
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        minx, miny, maxx, maxy = geom.bounds
+        geom = segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
+    return transform(transformer.transform, geom)

@@ -1,0 +1,28 @@
+"""Providers: (region, time, sensor) -> pixels on a declared grid."""
+
+from eoembed.providers.base import CollectionInfo, Provider, Scene
+from eoembed.providers.registry import get_provider, list_providers, register_provider
+
+__all__ = (
+    "CollectionInfo",
+    "LocalProvider",
+    "Provider",
+    "SampleProvider",
+    "Scene",
+    "get_provider",
+    "list_providers",
+    "register_provider",
+)
+
+
+def __getattr__(name: str) -> object:
+    # Reading classes pull in rasterio; import them only when asked for.
+    if name == "LocalProvider":
+        from eoembed.providers.local import LocalProvider
+
+        return LocalProvider
+    if name == "SampleProvider":
+        from eoembed.providers.sample import SampleProvider
+
+        return SampleProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

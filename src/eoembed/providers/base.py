@@ -1,0 +1,98 @@
+"""The provider contract: (region, time, sensor) -> pixels on a declared grid.
+
+Providers are the only layer that knows about catalogues and files (pystac, rasterio, ee);
+they hand the rest of eoembed an ``xarray.DataArray`` with dims ``(band, y, x)``, band
+coordinates in the requested order, a CRS (rioxarray-compatible) and the grid's transform.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from eoembed.bands import BandInfo
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from eoembed.grid import Grid
+    from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
+
+__all__ = ["CollectionInfo", "Provider", "Scene"]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a provider can serve from one collection."""
+
+    id: str
+    bands: tuple[BandInfo, ...]
+    processing_level: str
+    """``"L1C"`` (top of atmosphere), ``"L2A"`` (surface reflectance), ..."""
+    nodata: float | None = 0.0
+    """Value that marks missing pixels in the source files."""
+    description: str = ""
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Names of the bands served."""
+        return tuple(b.name for b in self.bands)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One acquisition, as providers see it after translating catalogue metadata."""
+
+    id: str
+    collection: str
+    start: dt.date
+    """First day the acquisition may have happened."""
+    end: dt.date
+    """First day after it (half-open); ``start + 1 day`` when the date is known."""
+    footprint_wkt: str
+    """Footprint in lon/lat (CRS84), as WKT."""
+    assets: Mapping[str, str] = field(hash=False)
+    """Band name -> file path or URL."""
+    cloud_cover: float | None = None
+
+    @property
+    def date_known(self) -> bool:
+        """Whether the acquisition day is known exactly."""
+        return (self.end - self.start).days == 1
+
+    def time_dict(self) -> dict[str, str | None]:
+        """STAC-style datetime fields: ``datetime`` when known, else only the range."""
+        return {
+            "datetime": self.start.isoformat() if self.date_known else None,
+            "start_datetime": self.start.isoformat(),
+            "end_datetime": self.end.isoformat(),
+        }
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Turns (region, time, sensor) into pixels on the region's grid."""
+
+    name: str
+
+    def collections(self) -> Mapping[str, CollectionInfo]:
+        """The collections this provider serves, by id."""
+        ...
+
+    def fetch(
+        self,
+        spatial: SpatialSpec,
+        temporal: TemporalSpec,
+        sensor: SensorSpec,
+        *,
+        grid: Grid | None = None,
+    ) -> xr.DataArray:
+        """Pixels ``(band, y, x)`` on ``grid`` (default ``spatial.grid(sensor.scale_m)``).
+
+        Raises:
+            NoDataError: no scene covers the region in the time window.
+            CapabilityError: the collection or a band is not served.
+        """
+        ...

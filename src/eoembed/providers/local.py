@@ -1,0 +1,204 @@
+"""Scenes from files on disk: a static STAC catalogue / item collection, or a plain folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS
+from eoembed.errors import ProviderError, SpecError
+from eoembed.providers.base import CollectionInfo, Scene
+from eoembed.providers.scenes import SceneProvider
+
+__all__ = ["KNOWN_COLLECTIONS", "LocalProvider", "footprint_of_file"]
+
+KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
+    "sentinel-2-l1c": CollectionInfo(
+        "sentinel-2-l1c", tuple(SENTINEL2_BANDS.values()), "L1C", nodata=0.0,
+        description="Sentinel-2 MSI top-of-atmosphere reflectance x 10000",
+    ),
+    "sentinel-2-l2a": CollectionInfo(
+        "sentinel-2-l2a", tuple(SENTINEL2_BANDS[b] for b in SENTINEL2_L2A_BANDS), "L2A",
+        nodata=0.0, description="Sentinel-2 MSI surface reflectance x 10000",
+    ),
+}
+"""Collections whose band vocabulary eoembed knows; others are described from their files."""
+
+
+def footprint_of_file(path: str) -> str:
+    """The lon/lat (CRS84) footprint of a raster file, as WKT."""
+    import rasterio
+    from shapely.geometry import box
+
+    from eoembed.grid import reproject_geometry
+
+    with rasterio.open(path) as src:
+        geom = reproject_geometry(box(*src.bounds), src.crs.to_string(), "OGC:CRS84")
+    return str(geom.wkt)
+
+
+def _date(value: str) -> dt.date:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+
+
+def _scene_from_item(item: Any, band_alias: Mapping[str, str]) -> Scene:
+    """Translate a pystac Item once; nothing past the provider sees pystac."""
+    from shapely.geometry import shape
+
+    props = item.properties
+    if item.datetime is not None:
+        start = item.datetime.date()
+        end = start + dt.timedelta(days=1)
+    else:
+        start = _date(props["start_datetime"])
+        end = _date(props["end_datetime"])
+        if end <= start:
+            end = start + dt.timedelta(days=1)
+    assets: dict[str, str] = {}
+    for key, asset in item.assets.items():
+        names = [key]
+        for band in asset.extra_fields.get("eo:bands", []) or []:
+            names.append(band.get("name", ""))
+        for name in names:
+            band_name = band_alias.get(name, name)
+            if band_name:
+                assets.setdefault(band_name, asset.get_absolute_href() or asset.href)
+    if item.geometry is None:
+        raise ProviderError(f"STAC item {item.id!r} has no geometry")
+    return Scene(
+        id=item.id,
+        collection=item.collection_id or props.get("collection", "unknown"),
+        start=start,
+        end=end,
+        footprint_wkt=shape(item.geometry).wkt,
+        assets=assets,
+        cloud_cover=props.get("eo:cloud_cover"),
+    )
+
+
+def _infer_collection(collection: str, band_names: set[str]) -> CollectionInfo:
+    known = KNOWN_COLLECTIONS.get(collection)
+    if known is not None:
+        return known
+    bands = tuple(SENTINEL2_BANDS[b] for b in sorted(band_names) if b in SENTINEL2_BANDS)
+    return CollectionInfo(collection, bands, "unknown", nodata=None)
+
+
+class LocalProvider(SceneProvider):
+    """Scenes whose band files are on local disk (or any path GDAL opens).
+
+    Build it with :meth:`from_stac` for a static catalogue, an item collection or an item,
+    or with :meth:`from_folder` for one scene's band files.
+    """
+
+    name = "local"
+
+    @classmethod
+    def from_path(cls, path: str | None = None) -> LocalProvider:
+        """Provider ``"local:PATH"``: :meth:`from_stac` on the STAC file at ``PATH``."""
+        if not path:
+            raise SpecError(
+                "provider", "local", allowed="'local:<path to a STAC catalog/item collection>'"
+            )
+        return cls.from_stac(path)
+
+    @classmethod
+    def from_stac(
+        cls, path: str | os.PathLike[str], *, band_alias: Mapping[str, str] | None = None
+    ) -> LocalProvider:
+        """From a static STAC ``catalog.json``/``collection.json``, item collection or item.
+
+        Asset keys and ``eo:bands`` names become band names; ``band_alias`` maps other names
+        (``{"red": "B04"}``) to the collection's vocabulary.
+        """
+        import pystac
+
+        path = str(path)
+        if not Path(path).exists():
+            raise ProviderError(f"no STAC file at {path!r}")
+        try:
+            obj = pystac.read_file(path)
+        except pystac.STACTypeError:
+            obj = pystac.ItemCollection.from_file(path)
+        if isinstance(obj, pystac.Item):
+            items = [obj]
+        elif isinstance(obj, pystac.ItemCollection):
+            items = list(obj)
+        elif isinstance(obj, pystac.Catalog):
+            items = list(obj.get_items(recursive=True))
+        else:
+            raise ProviderError(f"{path!r} is a STAC {type(obj).__name__}, not items")
+        scenes = [_scene_from_item(item, band_alias or {}) for item in items]
+        return cls._from_scenes(scenes)
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        collection: str,
+        bands: Mapping[str, str] | str,
+        start: str,
+        end: str | None = None,
+        scene_id: str | None = None,
+        cloud_cover: float | None = None,
+    ) -> LocalProvider:
+        """One scene from a folder of band files.
+
+        Args:
+            folder: the folder.
+            collection: collection id, e.g. ``"sentinel-2-l1c"``.
+            bands: ``{"B04": "red.tif", ...}``, or a pattern such as ``"s2_{band}.tif"``
+                expanded for every band of a known collection whose file exists.
+            start: acquisition day, or first possible day when ``end`` is given.
+            end: first day after the possible acquisition days (half-open), when the day is
+                not known exactly.
+            scene_id: defaults to the folder name.
+            cloud_cover: scene cloud cover in percent, if known.
+        """
+        from eoembed.specs.temporal import parse_date
+
+        root = Path(folder)
+        if not root.is_dir():
+            raise ProviderError(f"no folder at {str(root)!r}")
+        if isinstance(bands, str):
+            known = KNOWN_COLLECTIONS.get(collection)
+            if known is None:
+                raise SpecError(
+                    "bands", bands, allowed="a {band: file} mapping for unknown collections"
+                )
+            mapping = {
+                b: bands.format(band=b) for b in known.band_names
+                if (root / bands.format(band=b)).exists()
+            }
+        else:
+            mapping = dict(bands)
+        missing = [f for f in mapping.values() if not (root / f).exists()]
+        if missing or not mapping:
+            raise ProviderError(f"band files not found in {str(root)!r}: {missing or bands}")
+        first = parse_date("start", start)
+        last = parse_date("end", end) if end else first + dt.timedelta(days=1)
+        assets = {b: str(root / f) for b, f in mapping.items()}
+        scene = Scene(
+            id=scene_id or root.name,
+            collection=collection,
+            start=first,
+            end=last,
+            footprint_wkt=footprint_of_file(next(iter(assets.values()))),
+            assets=assets,
+            cloud_cover=cloud_cover,
+        )
+        return cls._from_scenes([scene])
+
+    @classmethod
+    def _from_scenes(cls, scenes: list[Scene]) -> LocalProvider:
+        if not scenes:
+            raise ProviderError("no scenes found")
+        by_collection: dict[str, set[str]] = {}
+        for s in scenes:
+            by_collection.setdefault(s.collection, set()).update(s.assets)
+        collections = {c: _infer_collection(c, b) for c, b in by_collection.items()}
+        return cls(scenes, collections)

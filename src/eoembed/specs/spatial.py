@@ -1,0 +1,287 @@
+"""Where: bounding boxes, point buffers and arbitrary geometries, in any CRS.
+
+Each spatial spec knows its footprint and the pixel :class:`~eoembed.grid.Grid` a request
+for it reads onto: the spec's own CRS when that is projected in metres, otherwise the local
+UTM zone, so that ``scale_m`` and ``buffer_m`` are ground metres everywhere on Earth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+from eoembed.errors import SpecError
+from eoembed.grid import Grid, local_metric_crs, reproject_geometry
+from eoembed.specs._base import Spec, check_finite
+
+if TYPE_CHECKING:
+    from pyproj import CRS
+    from shapely.geometry.base import BaseGeometry
+
+__all__ = [
+    "BBox",
+    "GeometrySpec",
+    "PointBuffer",
+    "SpatialLike",
+    "SpatialSpec",
+    "as_spatial",
+]
+
+MAX_BUFFER_M = 100_000.0
+"""Largest PointBuffer radius: beyond it a single UTM grid distorts ground distances."""
+
+
+@runtime_checkable
+class GeoInterface(Protocol):
+    """Anything exposing ``__geo_interface__`` (shapely, geopandas rows, ...)."""
+
+    @property
+    def __geo_interface__(self) -> dict[str, Any]: ...
+
+
+@lru_cache(maxsize=256)
+def _crs(field: str, value: str) -> CRS:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(value)
+    except CRSError as exc:
+        raise SpecError(
+            field, value, allowed="a CRS pyproj knows, e.g. 'EPSG:4326' or 'EPSG:32618'",
+            reason=str(exc).splitlines()[0],
+        ) from None
+
+
+def _canonical_crs(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(field, value, allowed="a CRS string, e.g. 'EPSG:4326'")
+    crs = _crs(field, value)
+    authority = crs.to_authority()
+    return f"{authority[0]}:{authority[1]}" if authority else crs.to_wkt()
+
+
+def _check_lonlat(prefix: str, lon: float, lat: float) -> None:
+    if not -180.0 <= lon <= 180.0:
+        raise SpecError(f"{prefix}lon", lon, allowed="longitudes in [-180, 180]")
+    if not -90.0 <= lat <= 90.0:
+        raise SpecError(f"{prefix}lat", lat, allowed="latitudes in [-90, 90]")
+
+
+class SpatialSpec(Spec):
+    """Base of the region specs: a footprint in some CRS and the grid to read it onto."""
+
+    crs: str
+
+    def geometry(self) -> BaseGeometry:
+        """The footprint as a shapely geometry in ``self.crs``."""
+        raise NotImplementedError
+
+    def lonlat_geometry(self) -> BaseGeometry:
+        """The footprint in lon/lat (CRS84 axis order)."""
+        return reproject_geometry(self.geometry(), self.crs, "OGC:CRS84")
+
+    def grid_crs(self) -> str:
+        """The spec's own CRS when projected in metres, else the local UTM zone."""
+        crs = _crs(f"{self.type_name}.crs", self.crs)
+        if crs.is_projected and all(
+            (a.unit_name or "").lower() in ("metre", "meter") for a in crs.axis_info
+        ):
+            return self.crs
+        centre = self.lonlat_geometry().centroid
+        return local_metric_crs(centre.x, centre.y)
+
+    def grid(self, scale_m: float) -> Grid:
+        """The snapped pixel grid, ``scale_m`` ground metres per pixel, covering the footprint."""
+        crs = self.grid_crs()
+        bounds = reproject_geometry(self.geometry(), self.crs, crs).bounds
+        return Grid.snapped(crs, bounds, scale_m)
+
+
+@dataclass(frozen=True)
+class BBox(SpatialSpec):
+    """An axis-aligned box ``(minlon, minlat, maxlon, maxlat)`` in ``crs``.
+
+    With a projected ``crs`` the four numbers are that CRS's x/y (the names keep rs-embed's
+    signature). Boxes that cross the antimeridian must be split in two.
+    """
+
+    minlon: float
+    minlat: float
+    maxlon: float
+    maxlat: float
+    crs: str = "EPSG:4326"
+
+    def __post_init__(self) -> None:
+        for name in ("minlon", "minlat", "maxlon", "maxlat"):
+            object.__setattr__(self, name, check_finite(f"BBox.{name}", getattr(self, name)))
+        object.__setattr__(self, "crs", _canonical_crs("BBox.crs", self.crs))
+        if _crs("BBox.crs", self.crs).is_geographic:
+            _check_lonlat("BBox.min", self.minlon, self.minlat)
+            _check_lonlat("BBox.max", self.maxlon, self.maxlat)
+        if self.minlon >= self.maxlon:
+            raise SpecError(
+                "BBox.maxlon", self.maxlon, allowed=f"a value > minlon={self.minlon}",
+                reason="empty or reversed box (split boxes that cross the antimeridian)",
+            )
+        if self.minlat >= self.maxlat:
+            raise SpecError(
+                "BBox.maxlat", self.maxlat, allowed=f"a value > minlat={self.minlat}",
+                reason="empty or reversed box",
+            )
+
+    def geometry(self) -> BaseGeometry:
+        """The box as a shapely polygon in ``self.crs``."""
+        from shapely.geometry import box
+
+        return box(self.minlon, self.minlat, self.maxlon, self.maxlat)
+
+
+@dataclass(frozen=True)
+class PointBuffer(SpatialSpec):
+    """A square of side ``2 * buffer_m`` ground metres centred on (lon, lat).
+
+    The square is built in the point's UTM zone, so its side is ground metres at any latitude
+    (Web Mercator "metres" shrink by cos(latitude)).
+    """
+
+    lon: float
+    lat: float
+    buffer_m: float
+    crs: str = "EPSG:4326"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lon", check_finite("PointBuffer.lon", self.lon))
+        object.__setattr__(self, "lat", check_finite("PointBuffer.lat", self.lat))
+        object.__setattr__(
+            self, "buffer_m", check_finite("PointBuffer.buffer_m", self.buffer_m)
+        )
+        _check_lonlat("PointBuffer.", self.lon, self.lat)
+        if not 0 < self.buffer_m <= MAX_BUFFER_M:
+            raise SpecError(
+                "PointBuffer.buffer_m", self.buffer_m, allowed=f"metres in (0, {MAX_BUFFER_M:g}]"
+            )
+        if self.crs != "EPSG:4326":
+            raise SpecError(
+                "PointBuffer.crs", self.crs, allowed=["EPSG:4326"],
+                reason="give the point in lon/lat; the square is built in its UTM zone",
+            )
+
+    def geometry(self) -> BaseGeometry:
+        """The square footprint, in lon/lat."""
+        return self.lonlat_geometry()
+
+    def lonlat_geometry(self) -> BaseGeometry:
+        """The square footprint (from the grid CRS), in lon/lat."""
+        from shapely.geometry import box
+
+        crs = self.grid_crs()
+        x, y = _reproject_point(self.lon, self.lat, crs)
+        square = box(x - self.buffer_m, y - self.buffer_m, x + self.buffer_m, y + self.buffer_m)
+        return reproject_geometry(square, crs, "OGC:CRS84")
+
+    def grid_crs(self) -> str:
+        """The UTM (or polar UPS) zone of the point."""
+        return local_metric_crs(self.lon, self.lat)
+
+    def grid(self, scale_m: float) -> Grid:
+        """A square grid centred (to half a pixel) on the point, ``2*buffer_m`` wide."""
+        crs = self.grid_crs()
+        x, y = _reproject_point(self.lon, self.lat, crs)
+        return Grid.centred(crs, x, y, self.buffer_m, scale_m)
+
+
+def _reproject_point(lon: float, lat: float, crs: str) -> tuple[float, float]:
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("OGC:CRS84", crs, always_xy=True).transform(lon, lat)
+    return float(x), float(y)
+
+
+@dataclass(frozen=True)
+class GeometrySpec(SpatialSpec):
+    """Any polygonal geometry, stored as canonical GeoJSON text in ``crs``.
+
+    Build it with :meth:`from_geometry` from a shapely geometry, anything with
+    ``__geo_interface__``, or a GeoJSON geometry/Feature dict.
+    """
+
+    geojson: str
+    crs: str = "EPSG:4326"
+
+    def __post_init__(self) -> None:
+        from shapely.geometry import mapping, shape
+        from shapely.validation import explain_validity
+
+        object.__setattr__(self, "crs", _canonical_crs("GeometrySpec.crs", self.crs))
+        try:
+            geom = shape(json.loads(self.geojson))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise SpecError(
+                "GeometrySpec.geojson", self.geojson[:80], allowed="a GeoJSON geometry",
+                reason=str(exc),
+            ) from None
+        if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+            raise SpecError(
+                "GeometrySpec.geojson", geom.geom_type, allowed=["Polygon", "MultiPolygon"],
+                reason="use PointBuffer for points" if geom.geom_type == "Point" else None,
+            )
+        if not geom.is_valid:
+            raise SpecError(
+                "GeometrySpec.geojson", geom.wkt[:80], allowed="a valid polygon",
+                reason=explain_validity(geom),
+            )
+        if _crs("GeometrySpec.crs", self.crs).is_geographic:
+            minx, miny, maxx, maxy = geom.bounds
+            _check_lonlat("GeometrySpec.min", minx, miny)
+            _check_lonlat("GeometrySpec.max", maxx, maxy)
+        object.__setattr__(
+            self, "geojson", json.dumps(mapping(geom), sort_keys=True, separators=(",", ":"))
+        )
+
+    @classmethod
+    def from_geometry(cls, obj: Any, crs: str = "EPSG:4326") -> GeometrySpec:
+        """From a shapely geometry, a ``__geo_interface__`` object or a GeoJSON dict."""
+        if isinstance(obj, GeoInterface):
+            obj = obj.__geo_interface__
+        if isinstance(obj, str):
+            obj = json.loads(obj)
+        if not isinstance(obj, Mapping):
+            raise SpecError(
+                "geometry", type(obj).__name__,
+                allowed="a shapely geometry, a __geo_interface__ object or a GeoJSON dict",
+            )
+        if obj.get("type") == "Feature":
+            obj = obj["geometry"]
+        elif obj.get("type") == "FeatureCollection":
+            features = obj.get("features", [])
+            if len(features) != 1:
+                raise SpecError(
+                    "geometry", f"FeatureCollection of {len(features)} features",
+                    allowed="one feature (pass several regions as a list instead)",
+                )
+            obj = features[0]["geometry"]
+        return cls(json.dumps(obj, sort_keys=True), crs)
+
+    def geometry(self) -> BaseGeometry:
+        """The geometry as shapely, in ``self.crs``."""
+        from shapely.geometry import shape
+
+        return shape(json.loads(self.geojson))
+
+
+SpatialLike: TypeAlias = SpatialSpec | tuple[float, float, float, float] | Mapping[str, Any] | Any
+
+
+def as_spatial(obj: SpatialLike) -> SpatialSpec:
+    """Accept a spec, a ``(minlon, minlat, maxlon, maxlat)`` tuple or any geometry."""
+    if isinstance(obj, SpatialSpec):
+        return obj
+    if isinstance(obj, tuple | list) and len(obj) == 4 and all(
+        isinstance(v, int | float) for v in obj
+    ):
+        return BBox(*obj)
+    return GeometrySpec.from_geometry(obj)
