@@ -21,6 +21,7 @@ __all__ = [
     "SpecError",
     "UnknownModelError",
     "UnknownProviderError",
+    "UnsafeWeightsError",
     "WeightsNotFoundError",
 ]
 
@@ -110,3 +111,7 @@ class WeightsNotFoundError(EoembedError, FileNotFoundError):
 
 class ChecksumError(EoembedError, OSError):
     """A weights file does not match its pinned checksum."""
+
+
+class UnsafeWeightsError(EoembedError, ValueError):
+    """A checkpoint that holds more than tensors (pickled code); it is never executed."""

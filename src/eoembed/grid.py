@@ -148,12 +148,16 @@ def reproject_geometry(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
     """``geom`` from CRS ``src`` to ``dst``, densified so straight edges stay faithful."""
     if src == dst:
         return geom
+    import numpy as np
+    import shapely
     from pyproj import Transformer
-    from shapely import segmentize
-    from shapely.ops import transform
 
     transformer = Transformer.from_crs(src, dst, always_xy=True)
     if geom.geom_type in ("Polygon", "MultiPolygon"):
         minx, miny, maxx, maxy = geom.bounds
-        geom = segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
-    return transform(transformer.transform, geom)
+        geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+
+    return shapely.transform(geom, project)

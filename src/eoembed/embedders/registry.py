@@ -20,6 +20,10 @@ __all__ = ["describe_model", "get_embedder", "list_models", "register_model"]
 
 _MODELS: dict[str, str] = {
     "mosaiks": "eoembed.embedders.mosaiks:Mosaiks",
+    "ssl4eo-s12-vit-s16-dino": "eoembed.embedders.ssl4eo:SSL4EOViTS16DINO",
+    "ssl4eo-s12-vit-s16-moco": "eoembed.embedders.ssl4eo:SSL4EOViTS16MoCo",
+    "ssl4eo-s12-resnet50-dino": "eoembed.embedders.ssl4eo:SSL4EOResNet50DINO",
+    "ssl4eo-s12-resnet50-moco": "eoembed.embedders.ssl4eo:SSL4EOResNet50MoCo",
 }
 
 
