@@ -12,10 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from eoembed import OutputSpec, PointBuffer, TemporalSpec, get_embedding  # noqa: E402
-from eoembed.embedders import describe_model, get_embedder, list_models  # noqa: E402
-from eoembed.embedders.registry import embedder_class  # noqa: E402
-from eoembed.errors import (  # noqa: E402
+from eoembed import OutputSpec, PointBuffer, TemporalSpec, get_embedding
+from eoembed.embedders import describe_model, get_embedder, list_models
+from eoembed.embedders.registry import embedder_class
+from eoembed.errors import (
     ChecksumError,
     EoembedError,
     ModelArgumentError,

@@ -26,7 +26,7 @@ class Embedding:
     @property
     def is_grid(self) -> bool:
         """Whether this is a georeferenced grid rather than a pooled vector."""
-        return self.meta.get("output", {}).get("mode") == "grid"
+        return bool(self.meta.get("output", {}).get("mode") == "grid")
 
     def numpy(self) -> np.ndarray:
         """The values as a numpy array, whatever the output mode."""

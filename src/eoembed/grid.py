@@ -57,13 +57,13 @@ class Grid:
         return (self.height, self.width)
 
     def xs(self) -> np.ndarray:
-        """x coordinates of pixel centres."""
+        """X coordinates of pixel centres."""
         import numpy as np
 
         return self.left + (np.arange(self.width) + 0.5) * self.resolution
 
     def ys(self) -> np.ndarray:
-        """y coordinates of pixel centres (decreasing: north up)."""
+        """Y coordinates of pixel centres (decreasing: north up)."""
         import numpy as np
 
         return self.top - (np.arange(self.height) + 0.5) * self.resolution
@@ -73,13 +73,13 @@ class Grid:
 
         Used to georeference model outputs (patch tokens, pooled cells) that tile the input.
         """
-        if self.width % width or self.height % height:
-            # Non-integer factors still tile the footprint exactly, with non-round cells.
-            if not math.isclose(self.width / width, self.height / height, rel_tol=1e-9):
-                raise ValueError(
-                    f"output grid {height}x{width} does not tile input {self.height}x{self.width}"
-                    " with square cells"
-                )
+        # Non-integer factors (a 256 px input resized to 224 for a ViT) still tile the
+        # footprint exactly; only square cells are required.
+        if not math.isclose(self.width / width, self.height / height, rel_tol=1e-9):
+            raise ValueError(
+                f"output grid {height}x{width} does not tile input {self.height}x{self.width}"
+                " with square cells"
+            )
         return Grid(
             self.crs, self.left, self.top, self.resolution * self.width / width, width, height
         )
@@ -118,17 +118,20 @@ class Grid:
     def centred(
         cls, crs: str, x: float, y: float, half_size: float, resolution: float
     ) -> Grid:
-        """A square grid of side ``2*half_size`` whose centre is the pixel corner nearest (x, y).
+        """A square grid of side ``2*half_size`` centred within half a pixel of (x, y).
 
-        The corner is snapped to a multiple of ``resolution``, so the centre lies within half a
-        pixel of (x, y) and the grid stays aligned (see :meth:`snapped`).
+        Pixel edges stay on multiples of ``resolution`` (see :meth:`snapped`), so the centre of
+        a grid of an even number of pixels is the pixel corner nearest (x, y), and that of an
+        odd number the pixel centre nearest (x, y).
         """
         n = max(1, math.ceil(2 * half_size / resolution - 1e-9))
-        cx = round(x / resolution) * resolution
-        cy = round(y / resolution) * resolution
-        left = cx - (n // 2) * resolution
-        top = cy + (n - n // 2) * resolution
-        return cls(crs, left, top, resolution, n, n)
+        if n % 2 == 0:
+            col = round(x / resolution) - n // 2
+            row = round(y / resolution) + n // 2
+        else:
+            col = math.floor(x / resolution) - n // 2
+            row = math.floor(y / resolution) + n // 2 + 1
+        return cls(crs, col * resolution, row * resolution, resolution, n, n)
 
 
 def local_metric_crs(lon: float, lat: float) -> str:
@@ -140,7 +143,7 @@ def local_metric_crs(lon: float, lat: float) -> str:
         return "EPSG:32661"
     if lat < -80.0:
         return "EPSG:32761"
-    zone = min(60, int(math.floor((lon + 180.0) / 6.0)) + 1)
+    zone = min(60, math.floor((lon + 180.0) / 6.0) + 1)
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
 

@@ -56,7 +56,7 @@ def pool_grid(grid: np.ndarray, pooling: str) -> np.ndarray:
         "std": np.std,
         "median": np.median,
     }[pooling]
-    return np.asarray(reducer(flat, axis=-1), dtype=np.float32)
+    return np.asarray(reducer(flat, axis=-1), dtype=np.float32)  # type: ignore[operator]
 
 
 class Embedder(ABC):
@@ -118,10 +118,11 @@ class Embedder(ABC):
         size = self.card.input.image_size
         if size is None or tuple(x.shape[-2:]) == (size, size):
             return x
-        torch = import_torch()
-        return torch.nn.functional.interpolate(
+        th = import_torch()
+        resized: torch.Tensor = th.nn.functional.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
+        return resized
 
     def embed(self, pixels: np.ndarray, output: OutputSpec) -> np.ndarray:
         """``(N, C, H, W)`` provider pixels -> ``(N, D)`` pooled or ``(N, D, h, w)`` grids."""

@@ -109,14 +109,24 @@ class Mosaiks(Embedder):
 
     def forward_grid(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve, rectify both signs, average over ``cell_px`` cells."""
-        torch = import_torch()
-        f = torch.nn.functional
+        th = import_torch()
+        f = th.nn.functional
         o = self.options
         if x.shape[-1] % o.cell_px or x.shape[-2] % o.cell_px:
             raise ModelArgumentError(
                 f"model 'mosaiks' cell_px={o.cell_px} must divide the input size "
                 f"{tuple(x.shape[-2:])}; choose a buffer that is a multiple of cell_px pixels"
             )
-        response = f.conv2d(x, self.filters, padding=o.kernel_size // 2)
-        feats = torch.cat([f.relu(response - o.bias), f.relu(-response - o.bias)], dim=1)
-        return f.avg_pool2d(feats, o.cell_px)
+        pad = o.kernel_size // 2
+        cells = []
+        # One image at a time: the full-resolution responses are num_features/2 planes of the
+        # input size, too big to hold for a whole batch; pooling each sign separately avoids
+        # materialising the concatenation.
+        for image in th.split(x, 1):
+            response = f.conv2d(image, self.filters, padding=pad)
+            cells.append(th.cat([
+                f.avg_pool2d(f.relu(response - o.bias), o.cell_px),
+                f.avg_pool2d(f.relu(-response - o.bias), o.cell_px),
+            ], dim=1))
+        pooled: torch.Tensor = th.cat(cells)
+        return pooled

@@ -42,7 +42,7 @@ class EmbedderOptions:
     """Base for per-model options; subclasses add typed fields with defaults."""
 
     @classmethod
-    def parse(cls: type[O], model_id: str, kwargs: Mapping[str, Any]) -> O:
+    def parse(cls, model_id: str, kwargs: Mapping[str, Any]) -> typing.Self:
         """Build options from keyword arguments, rejecting unknown names and wrong types."""
         hints = typing.get_type_hints(cls)
         fields = {f.name for f in dataclasses.fields(cls)}

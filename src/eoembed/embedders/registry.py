@@ -7,7 +7,7 @@ imports no deep-learning framework.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from eoembed.errors import UnknownModelError
@@ -41,7 +41,7 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def embedder_class(model_id: str) -> type[Embedder]:
     """The Embedder class registered under ``model_id``."""
     if model_id not in _MODELS:

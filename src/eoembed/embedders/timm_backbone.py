@@ -10,7 +10,7 @@ reduce the grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.embedders.base import Embedder, import_torch
 from eoembed.embedders.options import EmbedderOptions
@@ -49,12 +49,13 @@ class TimmEmbedder(Embedder):
         except ImportError:
             raise DependencyNotFoundError("timm", "torch") from None
         card = self.card
-        self.model = timm.create_model(
+        extra: dict[str, Any] = {"img_size": card.input.image_size} if self.vit else {}
+        self.model: Any = timm.create_model(
             self.timm_name,
             pretrained=False,
             in_chans=len(card.input.bands),
             num_classes=0,
-            **({"img_size": card.input.image_size} if self.vit else {}),
+            **extra,
         )
         path, self.weights_meta = resolve_weights(card.id, card.weights, self.options.weights)
         if path is not None:
@@ -74,4 +75,5 @@ class TimmEmbedder(Embedder):
         import_torch()
         tokens = self.model.forward_features(x)[:, self.model.num_prefix_tokens :]
         side = x.shape[-1] // self.card.input.patch_size
-        return tokens.reshape(len(x), -1, side, tokens.shape[-1]).permute(0, 3, 1, 2)
+        grid: torch.Tensor = tokens.reshape(len(x), -1, side, tokens.shape[-1])
+        return grid.permute(0, 3, 1, 2)

@@ -31,6 +31,23 @@ def choose_resampling(method: str, native_res: float, target_res: float) -> Resa
     return Resampling.average if native_res < target_res * (1 - 1e-9) else Resampling.nearest
 
 
+def native_resolution(src: rasterio.io.DatasetReader, grid: Grid) -> float:
+    """The file's pixel size in the grid CRS's units (metres), whatever the file's CRS.
+
+    A lon/lat file's ``res`` is in degrees; comparing it with metres would always look like
+    downsampling, so the file's pixel size is measured in the grid CRS instead.
+    """
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform
+
+    if src.crs is None or src.crs == CRS.from_user_input(grid.crs):
+        return float(abs(src.res[0]))
+    transform, _, _ = calculate_default_transform(
+        src.crs, grid.crs, src.width, src.height, *src.bounds
+    )
+    return float(abs(transform.a))
+
+
 def read_onto_grid(
     href: str, grid: Grid, *, resampling: str = "auto", nodata: float | None = None
 ) -> np.ndarray:
@@ -41,7 +58,7 @@ def read_onto_grid(
     """
     with rasterio.Env(**GDAL_ENV), rasterio.open(href) as src:
         src_nodata = src.nodata if src.nodata is not None else nodata
-        method = choose_resampling(resampling, abs(src.res[0]), grid.resolution)
+        method = choose_resampling(resampling, native_resolution(src, grid), grid.resolution)
         with WarpedVRT(
             src,
             crs=grid.crs,
@@ -52,10 +69,14 @@ def read_onto_grid(
             src_nodata=src_nodata,
             nodata=src_nodata if src_nodata is not None else 0,
             add_alpha=src_nodata is None,
+            # Warp in float32: averaged or interpolated integer pixels keep their fractions.
+            dtype="float32",
         ) as vrt:
             if src_nodata is None:
                 data, alpha = vrt.read((1, vrt.count)).astype(np.float32)
                 data[alpha == 0] = np.nan
-                return data
+                out: np.ndarray = data
+                return out
             band = vrt.read(1, masked=True)
-            return np.ma.filled(band.astype(np.float32), np.nan)
+            filled: np.ndarray = np.ma.filled(band.astype(np.float32), np.nan)
+            return filled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Mapping
@@ -41,11 +42,18 @@ def footprint_of_file(path: str) -> str:
 
 
 def _date(value: str) -> dt.date:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    return dt.datetime.fromisoformat(value).date()
 
 
-def _scene_from_item(item: Any, band_alias: Mapping[str, str]) -> Scene:
-    """Translate a pystac Item once; nothing past the provider sees pystac."""
+def _scene_from_item(
+    item: Any, band_alias: Mapping[str, str], base_href: str | None = None
+) -> Scene:
+    """Translate a pystac Item once; nothing past the provider sees pystac.
+
+    Relative asset hrefs resolve from the item's own file, or from ``base_href`` (the item
+    collection file) for items that have none.
+    """
+    from pystac.utils import make_absolute_href
     from shapely.geometry import shape
 
     props = item.properties
@@ -65,7 +73,8 @@ def _scene_from_item(item: Any, band_alias: Mapping[str, str]) -> Scene:
         for name in names:
             band_name = band_alias.get(name, name)
             if band_name:
-                assets.setdefault(band_name, asset.get_absolute_href() or asset.href)
+                href = asset.get_absolute_href() or make_absolute_href(asset.href, base_href)
+                assets.setdefault(band_name, href)
     if item.geometry is None:
         raise ProviderError(f"STAC item {item.id!r} has no geometry")
     return Scene(
@@ -82,7 +91,9 @@ def _scene_from_item(item: Any, band_alias: Mapping[str, str]) -> Scene:
 def _infer_collection(collection: str, band_names: set[str]) -> CollectionInfo:
     known = KNOWN_COLLECTIONS.get(collection)
     if known is not None:
-        return known
+        # Serve only the bands the files hold, so a missing band fails the capability check.
+        present = tuple(b for b in known.bands if b.name in band_names)
+        return dataclasses.replace(known, bands=present)
     bands = tuple(SENTINEL2_BANDS[b] for b in sorted(band_names) if b in SENTINEL2_BANDS)
     return CollectionInfo(collection, bands, "unknown", nodata=None)
 
@@ -119,6 +130,7 @@ class LocalProvider(SceneProvider):
         path = str(path)
         if not Path(path).exists():
             raise ProviderError(f"no STAC file at {path!r}")
+        obj: pystac.STACObject | pystac.ItemCollection
         try:
             obj = pystac.read_file(path)
         except pystac.STACTypeError:
@@ -131,7 +143,7 @@ class LocalProvider(SceneProvider):
             items = list(obj.get_items(recursive=True))
         else:
             raise ProviderError(f"{path!r} is a STAC {type(obj).__name__}, not items")
-        scenes = [_scene_from_item(item, band_alias or {}) for item in items]
+        scenes = [_scene_from_item(item, band_alias or {}, path) for item in items]
         return cls._from_scenes(scenes)
 
     @classmethod

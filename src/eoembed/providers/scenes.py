@@ -32,14 +32,16 @@ def composite(stack: np.ndarray, method: str) -> np.ndarray:
     observation in scene order.
     """
     if stack.shape[0] == 1:
-        return stack[0]
+        first: np.ndarray = stack[0]
+        return first
     if method == "median":
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-            return np.nanmedian(stack, axis=0).astype(np.float32)
-    out = stack[0].copy()
+            median: np.ndarray = np.nanmedian(stack, axis=0).astype(np.float32)
+            return median
+    out: np.ndarray = stack[0].copy()
     for layer in stack[1:]:
         gap = np.isnan(out)
         if not gap.any():
@@ -62,7 +64,8 @@ def to_dataarray(
         attrs=dict(attrs),
     )
     da = da.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    return da.rio.write_coordinate_system()
+    georeferenced: xr.DataArray = da.rio.write_coordinate_system()
+    return georeferenced
 
 
 class SceneProvider:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from eoembed.errors import SpecError
 
@@ -51,7 +51,7 @@ class Spec:
         return {"type": self.type_name, **self._fields_to_json()}
 
     @classmethod
-    def from_dict(cls: type[S], data: dict[str, Any]) -> S:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """Rebuild a spec from :meth:`to_dict` output (validation runs again)."""
         data = dict(data)
         tag = data.pop("type", cls.type_name)

