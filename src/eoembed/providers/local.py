@@ -62,9 +62,8 @@ def _scene_from_item(
         end = start + dt.timedelta(days=1)
     else:
         start = _date(props["start_datetime"])
-        end = _date(props["end_datetime"])
-        if end <= start:
-            end = start + dt.timedelta(days=1)
+        # STAC's end_datetime is inclusive; eoembed's intervals exclude their end day.
+        end = _date(props["end_datetime"]) + dt.timedelta(days=1)
     assets: dict[str, str] = {}
     for key, asset in item.assets.items():
         names = [key]

@@ -85,9 +85,15 @@ class SpatialSpec(Spec):
         return reproject_geometry(self.geometry(), self.crs, "OGC:CRS84")
 
     def grid_crs(self) -> str:
-        """The spec's own CRS when projected in metres, else the local UTM zone."""
+        """The spec's own CRS when projected in metres, else the local UTM zone.
+
+        (Web) Mercator is never used: its metres shrink with latitude, so ``scale_m`` would
+        not be ground metres.
+        """
         crs = _crs(f"{self.type_name}.crs", self.crs)
-        if crs.is_projected and all(
+        method = (crs.coordinate_operation.method_name if crs.coordinate_operation else "")
+        mercator = "mercator" in method.lower() and "transverse" not in method.lower()
+        if crs.is_projected and not mercator and all(
             (a.unit_name or "").lower() in ("metre", "meter") for a in crs.axis_info
         ):
             return self.crs
