@@ -1,223 +1,462 @@
-"""``eoembed``: models, describe, embed, weights. Parsing and printing only; logic lives in the API."""
+"""``eoembed``: models, describe, embed, weights. Parsing and printing only; the API does the work.
+
+User errors (any :class:`~eoembed.errors.EoembedError`, and bad or missing options) print one
+red line, ``error: <message>``, on stderr and exit with code 2; anything else is a bug and
+keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-from eoembed.errors import EoembedError
-
-app = typer.Typer(
-    name="eoembed", help="Embeddings from remote-sensing foundation models.",
-    no_args_is_help=True, pretty_exceptions_enable=False,
+from eoembed.cli.options import (
+    ArgsOpt,
+    BBoxOpt,
+    BufferOpt,
+    CrsOpt,
+    DeviceOpt,
+    EndOpt,
+    JsonOpt,
+    LatOpt,
+    LonOpt,
+    ModelArg,
+    ModelOpt,
+    ModelsArg,
+    OutOpt,
+    OutputMode,
+    OutputOpt,
+    PngOpt,
+    Pooling,
+    PoolingOpt,
+    ProviderOpt,
+    QuietOpt,
+    StartOpt,
+    YearOpt,
+    check_out_path,
+    parse_bbox,
+    parse_model_args,
 )
-weights_app = typer.Typer(help="Pre-fetch pretrained weights on a connected machine.")
-app.add_typer(weights_app, name="weights")
+from eoembed.errors import DependencyNotFoundError, EoembedError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import xarray as xr
+
+    from eoembed.embedders.card import ModelCard
+    from eoembed.embedding import Embedding
+    from eoembed.specs import OutputSpec, SpatialSpec, TemporalSpec
+
+__all__ = ["PLUGIN_GROUP", "app", "load_plugins", "main"]
+
+_USAGE_ERROR = cast(type[Exception], typer.BadParameter.__base__)
+"""click's ``UsageError`` (bad, missing or unknown options), wherever typer takes click from."""
+
+_SHOWN_VALUES = 8
+"""How many leading values of the vector ``embed`` prints."""
+
+
+# -- errors and consoles ----------------------------------------------------------------------
 
 
 def _console(stderr: bool = False) -> Console:
-    # Built per call so that the terminal width (COLUMNS) is read when printing.
+    """A console built per call, so it writes to the current streams at the current width."""
     return Console(stderr=stderr)
+
+
+def _print_error(message: str) -> None:
+    """Print ``error: <message>`` in red on stderr, on a single line."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    _console(stderr=True).print(Text(f"error: {line}", style="red"), soft_wrap=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn user errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except (EoembedError, _USAGE_ERROR) as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `eoembed`: typer prints help
+            raise
+        format_message = getattr(exc, "format_message", None)
+        _print_error(format_message() if callable(format_message) else str(exc))
+        raise typer.Exit(2) from None
+
+
+class _Group(TyperGroup):
+    """The root group: user errors raised while parsing or running any command are one line."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        """Parse the root options (see :func:`_user_errors`)."""
+        with _user_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        """Parse and run the subcommand (see :func:`_user_errors`)."""
+        with _user_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(
+    name="eoembed",
+    cls=_Group,
+    help="Embeddings from remote-sensing foundation models, for any place and time.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(
+    help="Pre-fetch pretrained weights on a connected machine.", no_args_is_help=True
+)
+app.add_typer(weights_app, name="weights")
+
+
+# -- models and describe ----------------------------------------------------------------------
+
+
+def _bands_text(bands: tuple[str, ...]) -> str:
+    """Band names, abbreviated when there are many."""
+    return " ".join(bands) if len(bands) <= 4 else f"{len(bands)} ({bands[0]}..{bands[-1]})"
 
 
 @app.command("models")
 def models_command() -> None:
-    """List the registered models."""
+    """List the registered models: family, embedding size, outputs, bands and GSD."""
     from eoembed.embedders import describe_model, list_models
 
-    table = Table()
-    table.add_column("id", no_wrap=True)
-    for column in ("family", "dim", "outputs", "bands", "GSD", "weights"):
-        table.add_column(column)
+    table = Table(
+        "id", "family", "dim", "outputs", "bands", "GSD",
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+    )
+    table.columns[0].no_wrap = True
     for model_id in list_models():
         card = describe_model(model_id)
         table.add_row(
-            card.id, card.family, str(card.embedding_dim), ", ".join(card.outputs),
+            card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
             _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
-            "pinned hub" if card.weights else "none",
         )
     _console().print(table)
 
 
-def _bands_text(bands: tuple[str, ...]) -> str:
-    return ",".join(bands) if len(bands) <= 4 else f"{len(bands)}: {bands[0]}..{bands[-1]}"
+def _card_table(card: ModelCard) -> Table:
+    """Key/value rows of a model card."""
+    contract = card.input
+    norm = contract.normalisation
+    weights = card.weights
+    size = f"{contract.image_size} px (regions are resized)" if contract.image_size else "any"
+    rows = [
+        ("embedding dim", str(card.embedding_dim)),
+        ("outputs", ", ".join(card.outputs)),
+        ("collections", f"{', '.join(contract.collections)} ({contract.processing_level})"),
+        ("GSD", f"{contract.gsd_m:g} m"),
+        ("image size", size),
+        ("patch size", f"{contract.patch_size} px per grid cell"),
+        ("normalisation", f"x * {norm.scale:g}, minus mean, over std; {norm.note}".strip("; ")),
+        ("weights", f"{weights.repo_id}/{weights.filename} @ {weights.revision}"
+         if weights else "none"),
+        ("weights sha256", weights.sha256 if weights else "-"),
+        ("licence", card.licence),
+        ("citation", card.citation),
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _bands_table(card: ModelCard) -> Table:
+    """The bands a model takes, in its order."""
+    table = Table("band", "common name", "wavelength", "native GSD", title="input bands")
+    for band in card.input.bands:
+        table.add_row(
+            band.name, band.common_name, f"{band.wavelength_um:.3f} um", f"{band.gsd_m:g} m"
+        )
+    return table
+
+
+def _arguments_table(model: str) -> Table:
+    """The model's ``--arg`` names, types and defaults."""
+    from eoembed.embedders.registry import embedder_class
+
+    table = Table("--arg", "type", "default", title="model arguments")
+    for field in dataclasses.fields(embedder_class(model).Options):
+        default = "required" if field.default is dataclasses.MISSING else repr(field.default)
+        table.add_row(field.name, str(field.type), default)
+    return table
 
 
 @app.command("describe")
-def describe_command(
-    model: Annotated[str, typer.Argument(help="A model id from `eoembed models`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
-) -> None:
-    """Show a model card: input contract, outputs, weights, licence, citation."""
+def describe_command(model: ModelArg, as_json: JsonOpt = False) -> None:
+    """Show a model card: input contract, outputs, arguments, weights, licence, citation."""
     from eoembed.embedders import describe_model
 
-    card = describe_model(model).to_dict()
+    card = describe_model(model)
     if as_json:
-        typer.echo(json.dumps(card, indent=2))
-    else:
-        _console().print_json(data=card)
+        typer.echo(json.dumps(card.to_dict(), indent=2))
+        return
+    console = _console()
+    console.print(Text.assemble((card.id, "bold"), f"  {card.family}"))
+    console.print(card.summary, highlight=False)
+    console.print(_card_table(card), _bands_table(card), _arguments_table(model))
 
 
 @weights_app.command("download")
-def weights_download_command(
-    models: Annotated[list[str], typer.Argument(help="Model ids.")],
-) -> None:
-    """Download and verify the pinned weights of MODELS into the Hugging Face cache."""
+def weights_download_command(models: ModelsArg) -> None:
+    """Download the pinned weights of MODELS into the Hugging Face cache and verify them."""
     from eoembed.embedders import describe_model
     from eoembed.embedders.weights import download_weights
 
+    console = _console()
     for model in models:
         source = describe_model(model).weights
         if source is None:
-            _console().print(f"{model}: no weights needed")
-            continue
-        _console().print(f"{model}: {download_weights(model, source)}")
+            console.print(f"{model}: no weights needed")
+        else:
+            console.print(f"{model}: {download_weights(model, source)}")
 
 
-def _parse_args(pairs: list[str]) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--arg {pair!r}: expected key=value")
-        try:
-            parsed[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    return parsed
+# -- embed --------------------------------------------------------------------------------------
+
+
+def _region(
+    lon: float | None, lat: float | None, buffer_m: float, bbox: str | None, crs: str
+) -> SpatialSpec:
+    """``--lon/--lat/--buffer-m`` as a PointBuffer, or ``--bbox/--crs`` as a BBox."""
+    from eoembed import BBox, PointBuffer
+
+    if bbox is not None:
+        if lon is not None or lat is not None:
+            raise typer.BadParameter("give --bbox or --lon/--lat, not both", param_hint="region")
+        return BBox(*parse_bbox(bbox), crs=crs)
+    if lon is None or lat is None:
+        raise typer.BadParameter("give --lon and --lat (and --buffer-m), or --bbox",
+                                 param_hint="region")
+    return PointBuffer(lon, lat, buffer_m)
+
+
+def _window(year: int | None, start: str | None, end: str | None) -> TemporalSpec:
+    """``--year`` as a calendar year, or ``--start/--end`` as a half-open range."""
+    from eoembed import TemporalSpec
+
+    if year is not None:
+        if start is not None or end is not None:
+            raise typer.BadParameter("give --year or --start/--end, not both",
+                                     param_hint="time window")
+        return TemporalSpec.year(year)
+    if start is None or end is None:
+        raise typer.BadParameter("give --start and --end, or --year", param_hint="time window")
+    return TemporalSpec.range(start, end)
+
+
+def _output_spec(output: OutputMode, pooling: Pooling) -> OutputSpec:
+    """``--output/--pooling`` as an OutputSpec."""
+    from eoembed import OutputSpec
+
+    if output is OutputMode.grid:
+        return OutputSpec.grid()
+    return OutputSpec.pooled(pooling.value)
+
+
+def _vector(emb: Embedding, pooling: Pooling) -> np.ndarray:
+    """The pooled vector of an embedding: itself, or its grid pooled like the model pools."""
+    from eoembed.embedders.base import pool_grid
+
+    values = emb.numpy()
+    return pool_grid(values[None], pooling.value)[0] if emb.is_grid else values
+
+
+def _write_png(
+    model: str, spatial: SpatialSpec, temporal: TemporalSpec, provider: str, emb: Embedding,
+    path: Path,
+) -> None:
+    """Save the input's RGB (from the same provider and grid) beside the embedding's PCA."""
+    from eoembed import SensorSpec, inspect_input
+    from eoembed.embedders import describe_model
+    from eoembed.providers import get_provider
+    from eoembed.viz import RGB_BANDS, save_comparison_png
+
+    patch = inspect_input(model, spatial=spatial, temporal=temporal, provider=provider)
+    if not set(RGB_BANDS) <= set(patch["band"].values.tolist()):
+        contract = describe_model(model).input
+        sensor = SensorSpec(contract.collections[0], RGB_BANDS, contract.gsd_m)
+        patch = get_provider(provider).fetch(spatial, temporal, sensor)
+    grid = cast("xr.DataArray", emb.data)
+    save_comparison_png(patch, grid, path, title=f"{model} | {emb.meta['provider']} | {temporal}")
+
+
+def _grid_to_save(grid: xr.DataArray, meta_json: str) -> xr.DataArray:
+    """A copy of ``grid`` with file-safe attributes and the metadata as one JSON string."""
+    attrs = {k: v for k, v in grid.attrs.items() if isinstance(v, str | int | float)}
+    copy = grid.copy(deep=False)
+    copy.attrs = {**attrs, "eoembed_meta": meta_json}
+    return copy
+
+
+def _saved_meta(emb: Embedding, wanted: OutputSpec) -> dict[str, Any]:
+    """The metadata to save: ``wanted`` as the output spec when the CLI pooled a grid itself."""
+    if wanted.mode == "pooled" and emb.is_grid:
+        return {**emb.meta, "output": wanted.to_dict(), "pooled_from": emb.meta["output"]}
+    return emb.meta
+
+
+def _save(emb: Embedding, vector: np.ndarray, wanted: OutputSpec, path: Path) -> None:
+    """Write the embedding (grid or vector, as ``wanted``) and its metadata to ``path``."""
+    import numpy as np
+
+    meta = _saved_meta(emb, wanted)
+    meta_json = json.dumps(meta, default=str)
+    array = np.asarray(emb.data) if wanted.mode == "grid" else vector
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, array)
+    elif suffix == ".npz":
+        np.savez(path, data=array, meta=np.array(meta_json))
+    elif suffix == ".json":
+        payload = {"vector": vector.tolist(), "meta": meta}
+        path.write_text(json.dumps(payload, default=str), encoding="utf-8")
+    elif suffix == ".nc":
+        _grid_to_save(cast("xr.DataArray", emb.data), meta_json).to_netcdf(path)
+    else:
+        _grid_to_save(cast("xr.DataArray", emb.data), meta_json).rio.to_raster(path)
+
+
+def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
+    """Model, provider, scenes, input grid, output grid, warnings and timings."""
+    meta = emb.meta
+    grid = meta["input_grid"]
+    timings = meta["timings"]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("model", f"{meta['model']} on {meta['device']}")
+    table.add_row("provider", meta["provider"])
+    table.add_row("scenes", ", ".join(meta["scene_ids"]) or "none")
+    table.add_row(
+        "input", f"{meta['input_shape'][0]} bands, {grid['width']}x{grid['height']} px "
+        f"of {meta['sensor']['scale_m']:g} m on {grid['crs']}",
+    )
+    if emb.is_grid:
+        cells = meta["output_grid"]
+        table.add_row("grid", f"{tuple(emb.data.shape)} (dim, y, x) on {cells['crs']}, "
+                      f"cells of {cells['transform'][0]:g} m")
+    table.add_row("vector", f"{vector.shape[0]} values, {pooling.value} of "
+                  f"{'the grid' if emb.is_grid else 'the model output'}")
+    table.add_row("time", f"fetch {timings['fetch_s']:.2f} s, embed {timings['embed_s']:.2f} s")
+    for warning in meta.get("warnings", []):
+        table.add_row("warning", Text(warning, style="yellow"))
+    return table
 
 
 @app.command("embed")
 def embed_command(
-    model: Annotated[str, typer.Option(help="Model id.")] = "mosaiks",
-    provider: Annotated[str, typer.Option(help="Provider name or name:argument.")] = "sample",
-    lon: Annotated[float | None, typer.Option(help="Point longitude.")] = None,
-    lat: Annotated[float | None, typer.Option(help="Point latitude.")] = None,
-    buffer_m: Annotated[float, typer.Option(help="Half side of the square, metres.")] = 1280,
-    bbox: Annotated[str | None, typer.Option(help="minlon,minlat,maxlon,maxlat")] = None,
-    crs: Annotated[str, typer.Option(help="CRS of --bbox.")] = "EPSG:4326",
-    year: Annotated[int | None, typer.Option(help="Calendar year.")] = None,
-    start: Annotated[str | None, typer.Option(help="First day, YYYY[-MM[-DD]].")] = None,
-    end: Annotated[str | None, typer.Option(help="First day excluded.")] = None,
-    output: Annotated[str, typer.Option(help="pooled or grid.")] = "pooled",
-    pooling: Annotated[str, typer.Option(help="mean, max, min, std, median.")] = "mean",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
-    arg: Annotated[list[str] | None, typer.Option(help="Model argument key=value.")] = None,
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help=".npy, .json (pooled); .tif, .nc (grid)")
-    ] = None,
-    png: Annotated[
-        Path | None,
-        typer.Option(help="Write input RGB beside the PCA of the grid embedding (computes "
-                     "the grid once and pools it for the printed vector)."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option(help="Print only the vector.")] = False,
+    model: ModelOpt = "mosaiks",
+    provider: ProviderOpt = "sample",
+    lon: LonOpt = None,
+    lat: LatOpt = None,
+    buffer_m: BufferOpt = 1280.0,
+    bbox: BBoxOpt = None,
+    crs: CrsOpt = "EPSG:4326",
+    year: YearOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    output: OutputOpt = OutputMode.pooled,
+    pooling: PoolingOpt = Pooling.mean,
+    device: DeviceOpt = "auto",
+    arg: ArgsOpt = None,
+    out: OutOpt = None,
+    png: PngOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Embed one region and time window; print the vector, optionally save it and a picture."""
-    from eoembed import BBox, OutputSpec, PointBuffer, TemporalSpec, get_embedding
-    from eoembed.embedders.base import pool_grid
-    from eoembed.errors import SpecError
+    """Embed one region over one time window; print a summary and the vector's first values.
 
-    if bbox is not None:
-        try:
-            values = [float(v) for v in bbox.split(",")]
-        except ValueError:
-            raise SpecError("--bbox", bbox, allowed="minlon,minlat,maxlon,maxlat") from None
-        if len(values) != 4:
-            raise SpecError("--bbox", bbox, allowed="four comma-separated numbers")
-        spatial: Any = BBox(values[0], values[1], values[2], values[3], crs=crs)
-    elif lon is not None and lat is not None:
-        spatial = PointBuffer(lon, lat, buffer_m)
-    else:
-        raise SpecError("region", None, allowed="--lon and --lat, or --bbox")
-    if year is not None:
-        temporal = TemporalSpec.year(year)
-    elif start is not None and end is not None:
-        temporal = TemporalSpec.range(start, end)
-    else:
-        raise SpecError("time", None, allowed="--year, or --start and --end")
-    wanted = OutputSpec.grid() if output == "grid" else OutputSpec.pooled(pooling)
-    spec = OutputSpec.grid() if png is not None else wanted
+    The region is --lon/--lat/--buffer-m (a square in ground metres) or --bbox/--crs; the
+    window is --year or --start/--end. For grid output the printed vector is the grid pooled
+    with --pooling. With --png the model runs once, in grid mode: the grid makes the picture
+    and, pooled with --pooling, gives the vector (identical to the model's pooled output).
+    """
+    from eoembed import OutputSpec, get_embedding
+
+    spatial = _region(lon, lat, buffer_m, bbox, crs)
+    temporal = _window(year, start, end)
+    wanted = _output_spec(output, pooling)
+    if out is not None:
+        check_out_path(out, wanted.mode)
+    if png is not None and importlib.util.find_spec("matplotlib") is None:
+        raise DependencyNotFoundError("matplotlib", "plot")
     emb = get_embedding(
-        model, spatial=spatial, temporal=temporal, output=spec, provider=provider,
-        device=device, **_parse_args(arg or []),
+        model, spatial=spatial, temporal=temporal,
+        output=OutputSpec.grid() if png is not None else wanted,
+        provider=provider, device=device, **parse_model_args(arg or []),
     )
-    vector = emb.numpy() if not emb.is_grid else pool_grid(emb.numpy()[None], pooling)[0]
+    vector = _vector(emb, pooling)
     if png is not None:
-        _write_png(model, spatial, temporal, provider, emb.data, png)
-    if out_file is not None:
-        _write_output(emb.data if wanted.mode == "grid" else vector, emb.meta, out_file)
-    if not quiet:
-        meta = emb.meta
-        grid = meta["input_grid"]
-        _console().print(
-            f"[bold]{model}[/] on {meta['provider']} scenes {', '.join(meta['scene_ids'])}\n"
-            f"input {meta['input_shape']} on {grid['crs']} {grid['width']}x{grid['height']} px;"
-            f" embedding dim {meta['embedding_dim']}"
-            + (f"; grid {tuple(emb.data.shape)}" if emb.is_grid else "")
-        )
-    with _numpy_print():
-        typer.echo(vector)
+        _write_png(model, spatial, temporal, provider, emb, png)
+    if out is not None:
+        _save(emb, vector, wanted, out)
+    if quiet:
+        return
+    console = _console()
+    console.print(_summary(emb, vector, pooling))
+    shown = " ".join(f"{v:.4f}" for v in vector[:_SHOWN_VALUES])
+    console.print(f"first {min(_SHOWN_VALUES, len(vector))} of {len(vector)}: {shown}",
+                  soft_wrap=True, highlight=False)
+    for label, path in (("saved", out), ("picture", png)):
+        if path is not None:
+            console.print(f"{label}: {path}", soft_wrap=True, highlight=False)
 
 
-def _numpy_print() -> Any:
-    import numpy as np
+# -- plugins ------------------------------------------------------------------------------------
 
-    return np.printoptions(precision=4, threshold=16, edgeitems=8)
-
-
-def _write_png(model: str, spatial: Any, temporal: Any, provider: str, grid: Any,
-               path: Path) -> None:
-    from eoembed import SensorSpec
-    from eoembed.embedders import describe_model
-    from eoembed.providers import get_provider
-    from eoembed.viz import save_comparison_png
-
-    card = describe_model(model)
-    sensor = SensorSpec(card.input.collections[0], ("B04", "B03", "B02"), card.input.gsd_m)
-    patch = get_provider(provider).fetch(spatial, temporal, sensor)
-    save_comparison_png(patch, grid, path, title=f"{model}: {temporal}")
+PLUGIN_GROUP = "eoembed.cli"
+"""Entry-point group of commands from other packages: a ``typer.Typer`` (added as a group) or a
+function (added as a command), under the entry point's name."""
 
 
-def _write_output(data: Any, meta: dict[str, Any], path: Path) -> None:
-    import numpy as np
+def load_plugins(target: typer.Typer, group: str = PLUGIN_GROUP) -> list[str]:
+    """Add the commands other packages declare under the entry-point ``group`` to ``target``.
 
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        np.save(path, np.asarray(data))
-    elif suffix == ".npz":
-        np.savez(path, embedding=np.asarray(data), meta=json.dumps(meta, default=str))
-    elif suffix == ".json":
-        path.write_text(json.dumps({"embedding": np.asarray(data).tolist(), "meta": meta},
-                                   default=str))
-    elif suffix in (".tif", ".tiff") and hasattr(data, "rio"):
-        data.rio.to_raster(path)
-    elif suffix == ".nc" and hasattr(data, "rio"):
-        data.attrs = {k: v for k, v in data.attrs.items() if isinstance(v, str | int | float)}
-        data.to_netcdf(path)
-    else:
-        from eoembed.errors import SpecError
+    A plugin that fails to import is skipped with a one-line warning, so it cannot break
+    ``eoembed`` itself.
 
-        raise SpecError("--out", str(path), allowed=".npy, .npz, .json; .tif or .nc for grids")
+    Returns:
+        The names of the commands added.
+    """
+    from importlib.metadata import entry_points
+
+    added = []
+    for entry in entry_points(group=group):
+        try:
+            command = entry.load()
+        except Exception as exc:  # noqa: BLE001  (any failure of third-party code)
+            message = f"warning: plugin {entry.name!r} ({entry.value}) not loaded: {exc}"
+            _console(stderr=True).print(Text(message, style="yellow"), soft_wrap=True)
+            continue
+        if isinstance(command, typer.Typer):
+            target.add_typer(command, name=entry.name)
+        else:
+            target.command(entry.name)(command)
+        added.append(entry.name)
+    return added
+
+
+load_plugins(app)
 
 
 def main() -> None:
-    """Entry point: user errors are one line on stderr and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except (EoembedError, typer.BadParameter) as exc:
-        _console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    """Console-script entry point (``eoembed``)."""
+    app()

@@ -1,0 +1,213 @@
+"""Reusable command-line options (``Annotated`` aliases) and the parsers of their raw text.
+
+Like huggingface_hub's ``cli/_cli_utils.py``: each option is declared once, with its help and
+help panel, and commands annotate their parameters with these aliases. Parsers raise
+:class:`typer.BadParameter` naming the option, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = [
+    "GRID_SUFFIXES",
+    "POOLED_SUFFIXES",
+    "ArgsOpt",
+    "BBoxOpt",
+    "BufferOpt",
+    "CrsOpt",
+    "DeviceOpt",
+    "EndOpt",
+    "JsonOpt",
+    "LatOpt",
+    "LonOpt",
+    "ModelArg",
+    "ModelOpt",
+    "ModelsArg",
+    "OutOpt",
+    "OutputMode",
+    "OutputOpt",
+    "PngOpt",
+    "Pooling",
+    "PoolingOpt",
+    "ProviderOpt",
+    "QuietOpt",
+    "StartOpt",
+    "YearOpt",
+    "check_out_path",
+    "parse_bbox",
+    "parse_model_args",
+]
+
+_REGION, _TIME, _MODEL, _OUTPUT = "Region", "Time window", "Model", "Output"
+
+POOLED_SUFFIXES = (".npy", ".npz", ".json")
+"""Files ``--out`` writes for pooled output."""
+GRID_SUFFIXES = (".npy", ".npz", ".nc", ".tif", ".tiff")
+"""Files ``--out`` writes for grid output (.nc and .tif keep the CRS and transform)."""
+
+# -- model ----------------------------------------------------------------------------------
+
+ModelArg = Annotated[str, typer.Argument(help="A model id from `eoembed models`.")]
+ModelsArg = Annotated[list[str], typer.Argument(help="Model ids from `eoembed models`.")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model id (see `eoembed models`).",
+                      rich_help_panel=_MODEL),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="Torch device: auto, cpu, cuda, cuda:1, mps...",
+                      rich_help_panel=_MODEL),
+]
+ArgsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg", metavar="KEY=VALUE", rich_help_panel=_MODEL,
+        help="A model argument (repeatable); VALUE is read as JSON, else as a string. "
+        "`eoembed describe MODEL` lists them.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the card as JSON.")]
+
+# -- data -----------------------------------------------------------------------------------
+
+ProviderOpt = Annotated[
+    str, typer.Option(help="Provider name, or name:argument (local:/data/catalog.json).")
+]
+LonOpt = Annotated[
+    float | None, typer.Option(help="Longitude of the square's centre (with --lat).",
+                               rich_help_panel=_REGION),
+]
+LatOpt = Annotated[
+    float | None, typer.Option(help="Latitude of the square's centre (with --lon).",
+                               rich_help_panel=_REGION),
+]
+BufferOpt = Annotated[
+    float, typer.Option("--buffer-m", help="Half side of the square around --lon/--lat, in "
+                        "ground metres.", rich_help_panel=_REGION),
+]
+BBoxOpt = Annotated[
+    str | None, typer.Option(metavar="MINX,MINY,MAXX,MAXY", rich_help_panel=_REGION,
+                             help="A box instead of --lon/--lat, in --crs coordinates."),
+]
+CrsOpt = Annotated[str, typer.Option(help="CRS of --bbox.", rich_help_panel=_REGION)]
+YearOpt = Annotated[
+    int | None, typer.Option(help="A calendar year (instead of --start/--end).",
+                             rich_help_panel=_TIME),
+]
+StartOpt = Annotated[
+    str | None, typer.Option(help="First day included, YYYY, YYYY-MM or YYYY-MM-DD.",
+                             rich_help_panel=_TIME),
+]
+EndOpt = Annotated[
+    str | None, typer.Option(help="First day excluded (the window is half-open).",
+                             rich_help_panel=_TIME),
+]
+
+# -- output ---------------------------------------------------------------------------------
+
+
+
+class OutputMode(StrEnum):
+    """``--output`` choices (:data:`eoembed.specs.output.MODES`)."""
+
+    pooled = "pooled"
+    grid = "grid"
+
+
+class Pooling(StrEnum):
+    """``--pooling`` choices (:data:`eoembed.specs.output.POOLINGS`)."""
+
+    mean = "mean"
+    max = "max"
+    min = "min"
+    std = "std"
+    median = "median"
+
+
+OutputOpt = Annotated[
+    OutputMode,
+    typer.Option(help="One pooled vector, or the georeferenced grid of embeddings.",
+                 rich_help_panel=_OUTPUT),
+]
+PoolingOpt = Annotated[
+    Pooling,
+    typer.Option(help="How grid cells are pooled into the vector that is printed (and saved "
+                 "for pooled output).", rich_help_panel=_OUTPUT),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", dir_okay=False, rich_help_panel=_OUTPUT,
+        help="Save the embedding: .npy; .npz (data and meta as JSON); .json (pooled: vector "
+        "and meta); .nc or .tif (grid, with CRS and transform).",
+    ),
+]
+PngOpt = Annotated[
+    Path | None,
+    typer.Option(
+        dir_okay=False, rich_help_panel=_OUTPUT,
+        help="Write the input RGB beside a PCA picture of the grid embedding. The model then "
+        "runs once, in grid mode, and the printed (and pooled --out) vector is that grid "
+        "pooled with --pooling, which equals the model's pooled output.",
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors.", rich_help_panel=_OUTPUT)
+]
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"minx,miny,maxx,maxy"`` -> four floats.
+
+    Raises:
+        typer.BadParameter: not four comma-separated numbers.
+    """
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise typer.BadParameter(
+            f"{text!r} is not four comma-separated numbers minx,miny,maxx,maxy",
+            param_hint="'--bbox'",
+        )
+    return values[0], values[1], values[2], values[3]
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: json.loads(v) or v}``.
+
+    Raises:
+        typer.BadParameter: an item without ``=`` or with an empty key.
+    """
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="'--arg'")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def check_out_path(path: Path, mode: str) -> None:
+    """Refuse, before any work, an ``--out`` file type that ``mode`` output cannot be saved as.
+
+    Raises:
+        typer.BadParameter: the suffix is not one of :data:`POOLED_SUFFIXES` (pooled) or
+            :data:`GRID_SUFFIXES` (grid).
+    """
+    allowed = GRID_SUFFIXES if mode == "grid" else POOLED_SUFFIXES
+    if path.suffix.lower() not in allowed:
+        raise typer.BadParameter(
+            f"cannot save {mode} output as {path.suffix or 'a file without suffix'!r}; "
+            f"use one of {', '.join(allowed)}",
+            param_hint="'--out'",
+        )
