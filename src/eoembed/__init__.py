@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from eoembed.api import get_embedding, get_embeddings_batch, inspect_input
     from eoembed.embedders import describe_model, list_models
     from eoembed.embedding import Embedding
+    from eoembed.pipeline import export_batch, load_export
 
 __all__ = (
     "BBox",
@@ -42,10 +43,12 @@ __all__ = (
     "TemporalSpec",
     "__version__",
     "describe_model",
+    "export_batch",
     "get_embedding",
     "get_embeddings_batch",
     "inspect_input",
     "list_models",
+    "load_export",
 )
 
 _LAZY = {
@@ -55,6 +58,8 @@ _LAZY = {
     "Embedding": "eoembed.embedding",
     "describe_model": "eoembed.embedders",
     "list_models": "eoembed.embedders",
+    "export_batch": "eoembed.pipeline",
+    "load_export": "eoembed.pipeline",
 }
 
 

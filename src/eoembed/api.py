@@ -31,7 +31,17 @@ if TYPE_CHECKING:
     from eoembed.embedders.card import ModelCard
     from eoembed.providers.base import Provider
 
-__all__ = ["default_sensor", "get_embedding", "get_embeddings_batch", "inspect_input"]
+__all__ = [
+    "cached_embedder",
+    "check_contract",
+    "check_types",
+    "default_sensor",
+    "georeference",
+    "get_embedding",
+    "get_embeddings_batch",
+    "inspect_input",
+    "patch_grid",
+]
 
 _EMBEDDER_CACHE: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
 _EMBEDDER_CACHE_SIZE = 4
@@ -42,7 +52,8 @@ def default_sensor(card: ModelCard) -> SensorSpec:
     return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
 
 
-def _check_types(temporal: Any, output: Any, sensor: Any) -> None:
+def check_types(temporal: Any, output: Any, sensor: Any) -> None:
+    """Refuse, with a SpecError naming the argument, values that are not specs."""
     from eoembed.errors import SpecError
 
     if not isinstance(temporal, TemporalSpec):
@@ -53,7 +64,7 @@ def _check_types(temporal: Any, output: Any, sensor: Any) -> None:
         raise SpecError("sensor", sensor, allowed="a SensorSpec or None (the model's default)")
 
 
-def _check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
+def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
     """Refuse before any I/O what cannot work; return warnings for what only degrades."""
     missing = [b for b in card.input.band_names if b not in sensor.bands]
     if missing:
@@ -89,7 +100,10 @@ def _check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> 
     return warnings
 
 
-def _embedder(model: str, device: str, batch_size: int, model_args: dict[str, Any]) -> Embedder:
+def cached_embedder(
+    model: str, device: str, batch_size: int, model_args: dict[str, Any]
+) -> Embedder:
+    """A built embedder, reused across calls (weights load once; LRU of a few)."""
     key = (model, device, batch_size, tuple(sorted((k, repr(v)) for k, v in model_args.items())))
     if key in _EMBEDDER_CACHE:
         _EMBEDDER_CACHE.move_to_end(key)
@@ -101,7 +115,7 @@ def _embedder(model: str, device: str, batch_size: int, model_args: dict[str, An
     return embedder
 
 
-def _georeference(values: np.ndarray, grid: Grid) -> xr.DataArray:
+def georeference(values: np.ndarray, grid: Grid) -> xr.DataArray:
     """A ``(dim, y, x)`` DataArray whose cells tile the input grid's footprint."""
     from eoembed.providers.scenes import to_dataarray
 
@@ -160,7 +174,7 @@ def get_embeddings_batch(
     """
     t0 = time.perf_counter()
     output = output or OutputSpec.pooled()
-    _check_types(temporal, output, sensor)
+    check_types(temporal, output, sensor)
     regions = [as_spatial(s) for s in spatials]
     card = describe_model(model)
     if output.mode not in card.outputs:
@@ -169,8 +183,8 @@ def get_embeddings_batch(
         )
     sensor = sensor or default_sensor(card)
     source = get_provider(provider)
-    warnings = _check_contract(card, sensor, source)
-    embedder = _embedder(model, device, batch_size, model_args)
+    warnings = check_contract(card, sensor, source)
+    embedder = cached_embedder(model, device, batch_size, model_args)
     t_built = time.perf_counter()
 
     patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers)
@@ -208,7 +222,7 @@ def get_embeddings_batch(
     for region in regions:
         key = region.fingerprint
         patch = patches[key]
-        grid = _patch_grid(patch)
+        grid = patch_grid(patch)
         values = results[key]
         meta = {
             **base_meta,
@@ -222,14 +236,15 @@ def get_embeddings_batch(
         }
         data: np.ndarray | xr.DataArray = values
         if output.mode == "grid":
-            data = _georeference(values, grid)
+            data = georeference(values, grid)
             data.attrs.update(model=model, embedding_dim=int(values.shape[0]))
             meta["output_grid"] = grid.coarsen(values.shape[1], values.shape[2]).to_dict()
         out.append(Embedding(data, meta))
     return out
 
 
-def _patch_grid(patch: xr.DataArray) -> Grid:
+def patch_grid(patch: xr.DataArray) -> Grid:
+    """The :class:`Grid` a provider patch lies on."""
     transform = patch.rio.transform()
     return Grid(
         str(patch.rio.crs.to_string()),
@@ -280,11 +295,11 @@ def inspect_input(
     together with the size the model resizes to, if any). Loads no model.
     """
     region = as_spatial(spatial)
-    _check_types(temporal, OutputSpec.pooled(), sensor)
+    check_types(temporal, OutputSpec.pooled(), sensor)
     card = describe_model(model)
     sensor = sensor or default_sensor(card)
     source = get_provider(provider)
-    warnings = _check_contract(card, sensor, source)
+    warnings = check_contract(card, sensor, source)
     patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
     norm = card.input.normalisation
     patch.attrs.update(

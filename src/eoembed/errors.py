@@ -15,10 +15,12 @@ __all__ = [
     "ChecksumError",
     "DependencyNotFoundError",
     "EoembedError",
+    "ExportConflictError",
     "ModelArgumentError",
     "NoDataError",
     "ProviderError",
     "SpecError",
+    "UnknownFormatError",
     "UnknownModelError",
     "UnknownProviderError",
     "UnsafeWeightsError",
@@ -76,6 +78,22 @@ class UnknownModelError(EoembedError, ValueError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         super().__init__(f"unknown model {name!r}{_allowed_text(sorted(known))}")
+
+
+class UnknownFormatError(EoembedError, ValueError):
+    """An export format that is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown export format {name!r}{_allowed_text(sorted(known))}")
+
+
+class ExportConflictError(EoembedError, FileExistsError):
+    """An export folder already holds results of a different request for the same regions.
+
+    Resuming would mix stale and fresh results, so eoembed refuses; the message names what
+    changed and how to proceed (a new ``out``, or ``overwrite=True``).
+    """
 
 
 class ModelArgumentError(EoembedError, TypeError):

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from eoembed.cli.export import export_command
 from eoembed.cli.options import (
     ArgsOpt,
     BBoxOpt,
@@ -418,6 +419,9 @@ def embed_command(
     for label, path in (("saved", out), ("picture", png)):
         if path is not None:
             console.print(f"{label}: {path}", soft_wrap=True, highlight=False)
+
+
+app.command("export")(export_command)
 
 
 # -- plugins ------------------------------------------------------------------------------------

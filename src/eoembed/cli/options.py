@@ -19,11 +19,31 @@ __all__ = [
     "POOLED_SUFFIXES",
     "ArgsOpt",
     "BBoxOpt",
+    "BatchSizeOpt",
     "BufferOpt",
+    "ConfigOpt",
     "CrsOpt",
     "DeviceOpt",
     "EndOpt",
+    "FetchWorkersOpt",
+    "FormatOpt",
+    "JobArgsOpt",
+    "JobBufferOpt",
+    "JobDeviceOpt",
+    "JobModelsOpt",
+    "JobOutOpt",
+    "JobOutputOpt",
+    "JobPoolingOpt",
+    "JobProviderOpt",
     "JsonOpt",
+    "MaxRetriesOpt",
+    "OnError",
+    "OnErrorOpt",
+    "OverwriteOpt",
+    "Quantize",
+    "QuantizeOpt",
+    "RegionsOpt",
+    "ResumeOpt",
     "LatOpt",
     "LonOpt",
     "ModelArg",
@@ -42,9 +62,11 @@ __all__ = [
     "check_out_path",
     "parse_bbox",
     "parse_model_args",
+    "parse_model_args_by_model",
 ]
 
 _REGION, _TIME, _MODEL, _OUTPUT = "Region", "Time window", "Model", "Output"
+_JOB, _RUN = "Job", "Execution"
 
 POOLED_SUFFIXES = (".npy", ".npz", ".json")
 """Files ``--out`` writes for pooled output."""
@@ -161,6 +183,119 @@ QuietOpt = Annotated[
 ]
 
 
+# -- export (every option defaults to None: unset flags leave the --config value alone) ------
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", exists=True, dir_okay=False, rich_help_panel=_JOB,
+                 help="A YAML job file (see examples/export.yaml); flags override its values."),
+]
+JobModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", rich_help_panel=_MODEL,
+                 help="Model id (repeatable; replaces the job file's models)."),
+]
+JobArgsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg", metavar="[MODEL:]KEY=VALUE", rich_help_panel=_MODEL,
+        help="A model argument (repeatable), for MODEL or, without MODEL:, for every model; "
+        "VALUE is read as JSON, else as a string.",
+    ),
+]
+JobDeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="Torch device: auto, cpu, cuda, cuda:1, mps...",
+                             rich_help_panel=_MODEL),
+]
+JobProviderOpt = Annotated[
+    str | None,
+    typer.Option("--provider", help="Provider name, or name:argument (local:/data/catalog.json)."),
+]
+RegionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--regions", metavar="FILE", rich_help_panel=_REGION,
+        help="A region file: GeoJSON, CSV with lon/lat (and buffer_m) columns, GeoParquet or "
+        "any vector file geopandas reads; polygons, or points with --buffer-m.",
+    ),
+]
+JobBufferOpt = Annotated[
+    float | None,
+    typer.Option("--buffer-m", rich_help_panel=_REGION,
+                 help="Half side in ground metres of the squares around points (--lon/--lat, "
+                 "or points in --regions without a buffer_m column)."),
+]
+JobOutputOpt = Annotated[
+    OutputMode | None,
+    typer.Option("--output", help="One pooled vector per region, or the grid of embeddings.",
+                 rich_help_panel=_OUTPUT),
+]
+JobPoolingOpt = Annotated[
+    Pooling | None,
+    typer.Option("--pooling", help="How pooled output reduces the grid (default mean).",
+                 rich_help_panel=_OUTPUT),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", rich_help_panel=_OUTPUT,
+                 help="geoparquet (default), zarr, netcdf, cog, npz, or a plugin writer."),
+]
+
+
+class Quantize(StrEnum):
+    """``--quantize`` choices: int8 (symmetric, a scale per vector), or none (float32)."""
+
+    none = "none"
+    int8 = "int8"
+
+
+QuantizeOpt = Annotated[
+    Quantize | None,
+    typer.Option("--quantize", help="Store int8 codes and scales instead of float32.",
+                 rich_help_panel=_OUTPUT),
+]
+JobOutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+                 help="The export folder (files per model, manifest, job description)."),
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, rich_help_panel=_RUN,
+                             help="Regions per forward pass (default 16)."),
+]
+FetchWorkersOpt = Annotated[
+    int | None, typer.Option("--fetch-workers", min=1, rich_help_panel=_RUN,
+                             help="Parallel provider reads (default 4)."),
+]
+
+
+class OnError(StrEnum):
+    """``--on-error`` choices: stop at the first failure, or record it and go on."""
+
+    raise_ = "raise"
+    continue_ = "continue"
+
+
+OnErrorOpt = Annotated[
+    OnError | None,
+    typer.Option("--on-error", rich_help_panel=_RUN,
+                 help="raise: stop at the first failed region (default); continue: record "
+                 "failures in the manifest, export the rest, exit with code 1."),
+]
+MaxRetriesOpt = Annotated[
+    int | None, typer.Option("--max-retries", min=0, rich_help_panel=_RUN,
+                             help="Retries of a failed provider read (default 2)."),
+]
+ResumeOpt = Annotated[
+    bool | None, typer.Option("--resume/--no-resume", rich_help_panel=_RUN,
+                              help="Keep results of an earlier run of the same job (default)."),
+]
+OverwriteOpt = Annotated[
+    bool | None, typer.Option("--overwrite/--no-overwrite", rich_help_panel=_RUN,
+                              help="Replace an earlier export of a different request in --out."),
+]
+
+
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
     """``"minx,miny,maxx,maxy"`` -> four floats.
 
@@ -194,6 +329,24 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
             parsed[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key.strip()] = value
+    return parsed
+
+
+def parse_model_args_by_model(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``["model:k=v", "k=v", ...]`` -> ``{model: {k: v}, "*": {k: v}}`` (``*``: every model).
+
+    Raises:
+        typer.BadParameter: an item without ``=``, or with an empty model or key.
+    """
+    parsed: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        target, sep, rest = pair.partition("=")
+        model, colon, key = target.partition(":")
+        if not colon:
+            model, key = "*", target
+        if not sep or not model.strip() or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not [MODEL:]KEY=VALUE", param_hint="'--arg'")
+        parsed.setdefault(model.strip(), {}).update(parse_model_args([f"{key}={rest}"]))
     return parsed
 
 

@@ -1,0 +1,156 @@
+"""How close ``export_batch`` comes to the model's own speed, and whether its memory stays flat.
+
+On the sample scene, in one run, with the same built model and batch size:
+
+1. end to end: ``export_batch`` of N distinct regions to GeoParquet (fetch, embed, write,
+   manifest), from a fresh provider;
+2. forward only: the same model on the same regions' pixels, pre-loaded as one array;
+3. peak memory (max RSS) of exports of 1,000 and 10,000 small regions, each in a fresh
+   child process;
+4. fetches made vs unique requests, for a job with duplicate regions and two models that
+   share one sensor.
+
+The last line is ``efficiency <end-to-end throughput / forward-only throughput>``.
+
+    .venv/bin/python benchmarks/export_efficiency.py [--model mosaiks] [--regions 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eoembed import OutputSpec, PointBuffer, SensorSpec, TemporalSpec, export_batch
+from eoembed.api import cached_embedder, default_sensor
+from eoembed.embedders import describe_model
+from eoembed.providers.sample import SampleProvider
+
+WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
+LON = (-75.71, -75.53)
+LAT = (37.60, 37.745)
+
+
+def regions(n: int, buffer_m: float) -> list[PointBuffer]:
+    """``n`` distinct points on a lattice inside the sample scene."""
+    side = int(np.ceil(np.sqrt(n)))
+    lons = np.linspace(*LON, side)
+    lats = np.linspace(*LAT, side)
+    return [PointBuffer(float(lo), float(la), buffer_m) for lo in lons for la in lats][:n]
+
+
+def model_args(model: str) -> dict[str, dict[str, str]]:
+    """Untrained weights for models that would download some (same FLOPs, no network)."""
+    return {model: {"weights": "random"}} if describe_model(model).weights else {}
+
+
+def efficiency(model: str, n: int, buffer_m: float, batch_size: int) -> tuple[float, float]:
+    """(end-to-end regions/s, forward-only regions/s) measured back to back."""
+    spatials = regions(n, buffer_m)
+    args = model_args(model)
+    embedder = cached_embedder(model, "cpu", batch_size, dict(args.get(model, {})))
+    sensor = default_sensor(describe_model(model))
+    warm = np.random.default_rng(0).uniform(
+        0, 3000, (batch_size, len(sensor.bands), *spatials[0].grid(10).shape)
+    ).astype(np.float32)
+    embedder.embed(warm, OutputSpec.pooled())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = export_batch(
+            spatials, model, temporal=WINDOW, out=Path(tmp) / "export", provider=SampleProvider(),
+            device="cpu", batch_size=batch_size, model_args=args, progress=False,
+        )
+        e2e_s = time.perf_counter() - t0
+    assert result.ok == n, result.to_dict()
+
+    provider = SampleProvider()
+    pixels = np.stack([provider.fetch(s, WINDOW, sensor).values for s in spatials])
+    t0 = time.perf_counter()
+    embedder.embed(pixels, OutputSpec.pooled())
+    forward_s = time.perf_counter() - t0
+    return n / e2e_s, n / forward_s
+
+
+def child_memory(n: int) -> None:
+    """Export ``n`` small regions with MOSAIKS and print the process's peak RSS (MiB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_batch(
+            regions(n, 160), "mosaiks", temporal=WINDOW, out=Path(tmp) / "export",
+            device="cpu", batch_size=64, progress=False,
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"regions": n, "ok": result.ok, "peak_mib": peak,
+                      "seconds": result.seconds}))
+
+
+def memory(n: int) -> dict[str, float]:
+    """Run :func:`child_memory` in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child-memory", str(n)], check=True, capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def fetch_counts(n: int) -> dict[str, int]:
+    """Fetches made for n regions listed twice, embedded by two models sharing one sensor."""
+    from eoembed.testing import CountingProvider
+
+    spatials = regions(n, 320) * 2
+    s2 = describe_model("ssl4eo-s12-vit-s16-dino").input
+    sensor = SensorSpec("sentinel-2-l1c", s2.band_names, 10)
+    provider = CountingProvider(SampleProvider())
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_batch(
+            spatials, ["mosaiks", "ssl4eo-s12-vit-s16-dino"], temporal=WINDOW, sensor=sensor,
+            out=Path(tmp) / "export", provider=provider, device="cpu", progress=False,
+            model_args=model_args("ssl4eo-s12-vit-s16-dino"),
+        )
+    return {"regions_listed": len(spatials), "models": 2, "written": result.ok,
+            "fetches": len(provider.calls), "unique_requests": result.unique_requests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="mosaiks")
+    parser.add_argument("--regions", type=int, default=64)
+    parser.add_argument("--buffer-m", type=float, default=1280)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--memory", type=int, nargs=2, default=(1000, 10000),
+                        metavar=("SMALL", "LARGE"))
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_memory:
+        child_memory(args.child_memory)
+        return
+
+    if not args.skip_memory:
+        small, large = (memory(n) for n in args.memory)
+        print(f"peak memory  {small['regions']:>6.0f} regions {small['peak_mib']:8.1f} MiB"
+              f"  ({small['seconds']:.1f} s)")
+        print(f"peak memory  {large['regions']:>6.0f} regions {large['peak_mib']:8.1f} MiB"
+              f"  ({large['seconds']:.1f} s)")
+        print(f"memory ratio {large['peak_mib'] / small['peak_mib']:.3f}")
+    counts = fetch_counts(16)
+    print(f"fetches {counts['fetches']} for {counts['unique_requests']} unique requests "
+          f"({counts['regions_listed']} regions listed x {counts['models']} models, "
+          f"{counts['written']} written)")
+    e2e, forward = efficiency(args.model, args.regions, args.buffer_m, args.batch_size)
+    print(f"model {args.model}  regions {args.regions}  batch {args.batch_size}")
+    print(f"forward only {forward:8.2f} regions/s")
+    print(f"end to end   {e2e:8.2f} regions/s")
+    print(f"efficiency {e2e / forward:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""``eoembed export``: a batch job from a YAML file and/or flags; the summary as one JSON line.
+
+Parsing only: flags become overrides of the job file (:mod:`eoembed.pipeline.config` merges and
+validates them) and :func:`eoembed.pipeline.export_batch` does the work. The last line of
+stdout is always the run's JSON summary, so scripts can read it with ``tail -n 1``.
+
+Exit codes: 0 when every region x model is done, 1 when some failed under
+``--on-error continue`` (the export holds the rest), 2 for user errors (see ``cli.main``).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from eoembed.cli.options import (
+    BatchSizeOpt,
+    BBoxOpt,
+    ConfigOpt,
+    CrsOpt,
+    EndOpt,
+    FetchWorkersOpt,
+    FormatOpt,
+    JobArgsOpt,
+    JobBufferOpt,
+    JobDeviceOpt,
+    JobModelsOpt,
+    JobOutOpt,
+    JobOutputOpt,
+    JobPoolingOpt,
+    JobProviderOpt,
+    LatOpt,
+    LonOpt,
+    MaxRetriesOpt,
+    OnErrorOpt,
+    OverwriteOpt,
+    Quantize,
+    QuantizeOpt,
+    QuietOpt,
+    RegionsOpt,
+    ResumeOpt,
+    StartOpt,
+    YearOpt,
+    parse_bbox,
+    parse_model_args_by_model,
+)
+
+__all__ = ["export_command"]
+
+
+def _regions(
+    regions: Any, lon: float | None, lat: float | None, bbox: str | None, crs: str
+) -> Any:
+    """The one region source the flags give (a file, a point, a box), or None for none."""
+    given = [name for name, on in (("--regions", regions is not None),
+                                   ("--lon/--lat", lon is not None or lat is not None),
+                                   ("--bbox", bbox is not None)) if on]
+    if len(given) > 1:
+        raise typer.BadParameter(f"give one of --regions, --lon/--lat or --bbox, not "
+                                 f"{' and '.join(given)}", param_hint="region")
+    if regions is not None:
+        return str(regions)
+    if bbox is not None:
+        return [{"bbox": list(parse_bbox(bbox)), "crs": crs}]
+    if lon is not None or lat is not None:
+        if lon is None or lat is None:
+            raise typer.BadParameter("give both --lon and --lat", param_hint="region")
+        return [{"lon": lon, "lat": lat}]
+    return None
+
+
+def _temporal(year: int | None, start: str | None, end: str | None) -> dict[str, Any] | None:
+    """``--year`` or the given ends of ``--start/--end``, or None for neither."""
+    if year is not None and (start is not None or end is not None):
+        raise typer.BadParameter("give --year or --start/--end, not both", param_hint="time window")
+    if year is not None:
+        return {"year": year}
+    window = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    return window or None
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The flags that were given, enum choices as their values."""
+    return {k: v.value if isinstance(v, StrEnum) else v for k, v in values.items()
+            if v is not None}
+
+
+def export_command(
+    config: ConfigOpt = None,
+    model: JobModelsOpt = None,
+    arg: JobArgsOpt = None,
+    device: JobDeviceOpt = None,
+    provider: JobProviderOpt = None,
+    regions: RegionsOpt = None,
+    lon: LonOpt = None,
+    lat: LatOpt = None,
+    buffer_m: JobBufferOpt = None,
+    bbox: BBoxOpt = None,
+    crs: CrsOpt = "EPSG:4326",
+    year: YearOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    output: JobOutputOpt = None,
+    pooling: JobPoolingOpt = None,
+    file_format: FormatOpt = None,
+    quantize: QuantizeOpt = None,
+    out: JobOutOpt = None,
+    batch_size: BatchSizeOpt = None,
+    fetch_workers: FetchWorkersOpt = None,
+    on_error: OnErrorOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    resume: ResumeOpt = None,
+    overwrite: OverwriteOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed many regions with one or more models and write them to --out.
+
+    The job comes from --config (YAML) and/or flags; a flag overrides the file's value. Regions
+    are a file (--regions), one point (--lon/--lat/--buffer-m) or one box (--bbox/--crs); the
+    window is --year or --start/--end. Rerunning a job resumes it. The last line of stdout is
+    the JSON summary; exit code 1 means some regions failed under --on-error continue.
+    """
+    from eoembed.pipeline import export_batch
+    from eoembed.pipeline.config import ExportConfig
+
+    overrides = _given(
+        models=model or None, regions=_regions(regions, lon, lat, bbox, crs),
+        buffer_m=buffer_m, temporal=_temporal(year, start, end), format=file_format,
+        output=_given(mode=output, pooling=pooling) or None, out=out, provider=provider,
+        device=device, batch_size=batch_size, fetch_workers=fetch_workers, on_error=on_error,
+        max_retries=max_retries, resume=resume, overwrite=overwrite, quiet=quiet or None,
+        model_args=parse_model_args_by_model(arg) if arg else None,
+    )
+    if quantize is not None:
+        overrides["quantize"] = None if quantize is Quantize.none else quantize.value
+    if config is not None:
+        job = ExportConfig.from_yaml(config, overrides)
+    else:
+        job = ExportConfig.from_dict({}, overrides)
+    result = export_batch(**job.to_kwargs())
+    stderr = Console(stderr=True)
+    if not job.quiet:
+        stderr.print(f"{result.ok} written, {result.reused} reused, {result.skipped} skipped (no "
+                     f"data), {result.failed} failed in {result.seconds:.1f} s: {result.out}",
+                     soft_wrap=True, highlight=False)
+    if result.failed:
+        message = (f"{result.failed} region x model pair(s) failed (on_error=continue); the rest "
+                   f"is in {result.out}; the errors are in its manifest and the summary's "
+                   "'failures'")
+        stderr.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+    typer.echo(json.dumps(result.to_dict(), default=str))
+    if result.failed:
+        raise typer.Exit(1)
