@@ -6,10 +6,12 @@ remote providers can reuse the same reading and compositing once their search yi
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,21 +53,96 @@ def composite(stack: np.ndarray, method: str) -> np.ndarray:
 
 
 def to_dataarray(
-    data: np.ndarray, bands: Sequence[str], grid: Grid, attrs: Mapping[str, object]
+    data: np.ndarray,
+    bands: Sequence[str],
+    grid: Grid,
+    attrs: Mapping[str, object],
+    *,
+    copy: bool = True,
 ) -> xr.DataArray:
-    """Wrap ``(band, y, x)`` pixels with coordinates, CRS and transform (rioxarray style)."""
+    """Wrap ``(band, y, x)`` pixels with coordinates, CRS and transform (rioxarray style).
+
+    The result owns a copy of ``data`` unless ``copy=False`` (for callers handing over a
+    fresh array: copying a 13-band 256 x 256 patch costs more than wrapping it). Builds the
+    same object as rioxarray's ``write_crs``/``write_transform``/``write_coordinate_system``
+    (see :func:`_to_dataarray_rio`), but from CRS metadata computed once per CRS: rioxarray
+    re-derives it from the CRS on every call, which cost more than reading the pixels.
+    """
+    import rioxarray  # noqa: F401  (registers the .rio accessor for callers)
+    import xarray as xr
+
+    if _RIO_ATTRS.intersection(attrs):
+        return _to_dataarray_rio(data, bands, grid, attrs, copy=copy)
+    spatial_ref, y_attrs, x_attrs = _georeference_template(grid.crs, _rio_export_grid_mapping())
+    spatial_ref = {**spatial_ref, "GeoTransform": " ".join(map(str, grid.transform.to_gdal()))}
+    da = xr.DataArray(
+        np.array(data, copy=True) if copy else data,
+        dims=("band", "y", "x"),
+        coords={
+            "band": list(bands),
+            "y": xr.Variable("y", grid.ys(), dict(y_attrs)),
+            "x": xr.Variable("x", grid.xs(), dict(x_attrs)),
+            "spatial_ref": xr.Variable((), 0, spatial_ref),
+        },
+        attrs=dict(attrs),
+    )
+    da.encoding["grid_mapping"] = "spatial_ref"
+    return da
+
+
+_RIO_ATTRS = frozenset({"crs", "transform", "grid_mapping"})
+"""Attributes rioxarray's writers rewrite or read; only its own code handles them exactly."""
+
+
+def _to_dataarray_rio(
+    data: np.ndarray,
+    bands: Sequence[str],
+    grid: Grid,
+    attrs: Mapping[str, object],
+    *,
+    copy: bool = True,
+) -> xr.DataArray:
+    """:func:`to_dataarray` the plain rioxarray way: the reference its template reproduces."""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
 
     da = xr.DataArray(
-        data,
+        np.array(data, copy=True) if copy else data,
         dims=("band", "y", "x"),
         coords={"band": list(bands), "y": grid.ys(), "x": grid.xs()},
         attrs=dict(attrs),
     )
-    da = da.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    georeferenced: xr.DataArray = da.rio.write_coordinate_system()
-    return georeferenced
+    # In place: each rio.write_* otherwise deep-copies the pixels.
+    da.rio.write_crs(grid.crs, inplace=True)
+    da.rio.write_transform(grid.transform, inplace=True)
+    da.rio.write_coordinate_system(inplace=True)
+    return da
+
+
+def _rio_export_grid_mapping() -> bool:
+    """The ``export_grid_mapping`` option of rioxarray: it changes what ``write_crs`` writes."""
+    from rioxarray._options import EXPORT_GRID_MAPPING, get_option
+
+    return bool(get_option(EXPORT_GRID_MAPPING))
+
+
+@functools.lru_cache(maxsize=64)
+def _georeference_template(
+    crs: str, export_grid_mapping: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``spatial_ref`` (less GeoTransform), ``y`` and ``x`` attributes rioxarray writes for ``crs``.
+
+    Taken from rioxarray itself on a 1-pixel array, so they follow its version's conventions.
+    """
+    from eoembed.grid import Grid
+
+    del export_grid_mapping  # part of the cache key only
+    tiny = _to_dataarray_rio(
+        np.zeros((1, 1, 1), np.float32), ["b"], Grid(crs, 0.0, 1.0, 1.0, 1, 1), {}, copy=False
+    )
+    spatial_ref = dict(tiny.coords["spatial_ref"].attrs)
+    spatial_ref.pop("GeoTransform", None)
+    return spatial_ref, dict(tiny.coords["y"].attrs), dict(tiny.coords["x"].attrs)
 
 
 class SceneProvider:
@@ -83,6 +160,8 @@ class SceneProvider:
         self._scenes = tuple(scenes)
         self._collections = dict(collections)
         self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def scenes(self) -> tuple[Scene, ...]:
@@ -167,31 +246,35 @@ class SceneProvider:
         grid: Grid | None = None,
     ) -> xr.DataArray:
         """Pixels ``(band, y, x)`` on ``grid``, composited over the matching scenes."""
-        from eoembed.providers._raster import read_onto_grid
+        # Looked up per call (not imported at module level): tests count reads by patching it.
+        from eoembed.providers._raster import is_local, read_onto_grid
 
         t0 = time.perf_counter()
         info = self.check(sensor)
         grid = grid or spatial.grid(sensor.scale_m)
         scenes = self.search(spatial, temporal, sensor)
-        jobs = [(s, b) for s in scenes for b in sensor.bands]
-        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(jobs))) as pool:
-            arrays = list(
-                pool.map(
-                    lambda job: read_onto_grid(
-                        job[0].assets[job[1]], grid, resampling=sensor.resampling,
-                        nodata=info.nodata,
-                    ),
-                    jobs,
-                )
+        hrefs = [scene.assets[band] for scene in scenes for band in sensor.bands]
+        stack = np.empty((len(scenes), len(sensor.bands), *grid.shape), np.float32)
+        planes = stack.reshape(len(hrefs), *grid.shape)
+
+        def read(job: int) -> None:
+            planes[job] = read_onto_grid(
+                hrefs[job], grid, resampling=sensor.resampling, nodata=info.nodata
             )
-        stack = np.stack(arrays).reshape(len(scenes), len(sensor.bands), *grid.shape)
+
+        # Remote reads wait on the network, so they overlap on reader threads. Local reads
+        # of a small region are CPU work (a window copy, mostly under the GIL): threads only
+        # add hand-offs, and callers that want concurrency (the export engine) already fetch
+        # several regions at once.
+        self._run_all(read, len(hrefs), threads=not all(map(is_local, hrefs)))
         data = composite(stack, sensor.composite)
-        valid = ~np.isnan(data).any(axis=0)
+        gaps = np.isnan(data)
+        valid = ~gaps.any(axis=0)
         if not valid.any():
             raise NoDataError(
                 f"the {len(scenes)} scene(s) found hold no valid pixel inside the region"
             )
-        data[np.isnan(data)] = sensor.fill_value
+        data[gaps] = sensor.fill_value
         attrs = {
             "provider": self.name,
             "collection": sensor.collection,
@@ -201,4 +284,23 @@ class SceneProvider:
             "valid_fraction": float(valid.mean()),
             "fetch_seconds": time.perf_counter() - t0,
         }
-        return to_dataarray(data, sensor.bands, grid, attrs)
+        return to_dataarray(data, sensor.bands, grid, attrs, copy=False)
+
+    def _run_all(self, task: Callable[[int], None], n: int, *, threads: bool) -> None:
+        """``task(0) ... task(n - 1)``: on this provider's reader threads if ``threads``.
+
+        The threads live as long as the provider: starting a pool per fetch cost more than
+        the reads themselves once handles are reused.
+        """
+        if not threads or self._max_workers <= 1 or n <= 1:
+            for i in range(n):
+                task(i)
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self._max_workers, thread_name_prefix=f"eoembed-{self.name}-read"
+                )
+            pool = self._pool
+        for future in [pool.submit(task, i) for i in range(n)]:
+            future.result()

@@ -201,9 +201,9 @@ class PointBuffer(SpatialSpec):
 
 
 def _reproject_point(lon: float, lat: float, crs: str) -> tuple[float, float]:
-    from pyproj import Transformer
+    from eoembed.grid import transformer
 
-    x, y = Transformer.from_crs("OGC:CRS84", crs, always_xy=True).transform(lon, lat)
+    x, y = transformer("OGC:CRS84", crs).transform(lon, lat)
     return float(x), float(y)
 
 
