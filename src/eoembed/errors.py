@@ -19,6 +19,7 @@ __all__ = [
     "ModelArgumentError",
     "NoDataError",
     "ProviderError",
+    "ProviderUnavailableError",
     "SpecError",
     "UnknownFormatError",
     "UnknownModelError",
@@ -110,6 +111,13 @@ class ProviderError(EoembedError):
 
 class NoDataError(ProviderError, LookupError):
     """No scene covers the region and time window asked for."""
+
+
+class ProviderUnavailableError(ProviderError, ConnectionError):
+    """A provider's service (a STAC API, ...) cannot be reached or keeps failing after retries.
+
+    A ``ConnectionError`` too, so callers that retry later on outages catch it unchanged.
+    """
 
 
 class DependencyNotFoundError(EoembedError, ImportError):

@@ -9,6 +9,7 @@ __all__ = (
     "Provider",
     "SampleProvider",
     "Scene",
+    "StacProvider",
     "get_provider",
     "list_providers",
     "register_provider",
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> object:
         from eoembed.providers.sample import SampleProvider
 
         return SampleProvider
+    if name == "StacProvider":
+        from eoembed.providers.stac import StacProvider
+
+        return StacProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

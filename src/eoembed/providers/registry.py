@@ -16,6 +16,9 @@ ProviderFactory = Callable[..., Provider]
 _FACTORIES: dict[str, str | ProviderFactory] = {
     "sample": "eoembed.providers.sample:SampleProvider",
     "local": "eoembed.providers.local:LocalProvider.from_path",
+    "stac": "eoembed.providers.stac:StacProvider.from_url",
+    "earth-search": "eoembed.providers.stac:earth_search",
+    "planetary-computer": "eoembed.providers.stac:planetary_computer",
 }
 _INSTANCES: dict[str, Provider] = {}
 
