@@ -282,7 +282,9 @@ class _ModelStage:
         self.temporal = temporal
         self.settings = settings
         wanted = plan.card.input.band_names
-        self.band_index = [plan.sensor.bands.index(b) for b in wanted]
+        index = [plan.sensor.bands.index(b) for b in wanted]
+        # None when the model takes the fetched bands as they are: no copy per region.
+        self.band_index = None if index == list(range(len(plan.sensor.bands))) else index
         self.groups: dict[tuple[int, ...], list[_Item]] = {}
 
     def add(self, item: _Item) -> list[_Item] | None:
@@ -432,7 +434,10 @@ def run_plan(
                     continue
                 metas[job.id] = meta
                 stage = stages[job.model]
-                item = _Item(job, fetched, fetched.pixels[stage.band_index])
+                pixels = fetched.pixels
+                if stage.band_index is not None:
+                    pixels = pixels[stage.band_index]
+                item = _Item(job, fetched, pixels)
                 batch = stage.add(item)
                 if batch is not None:
                     flush_batch(stage, batch)

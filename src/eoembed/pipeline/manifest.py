@@ -66,7 +66,8 @@ class Manifest:
     """Append-only log of outcomes in ``<out>/manifest.jsonl``; thread-safe appends.
 
     Opening it reads every complete line and cuts off a torn last line, so later appends start
-    on a fresh line.
+    on a fresh line. :attr:`entries` is the state found on opening (what resume needs); appends
+    go to disk only, so memory does not grow with the length of a run.
     """
 
     def __init__(self, out: Path) -> None:
@@ -98,8 +99,6 @@ class Manifest:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            for entry in batch:
-                self.entries[entry.id] = entry
 
     def files_in_use(self, model: str) -> set[str]:
         """Data files that ``ok`` records of ``model`` live in."""
