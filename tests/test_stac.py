@@ -11,6 +11,8 @@ original files from disk.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import socket
 import subprocess
@@ -747,3 +749,29 @@ def test_import_eoembed_does_not_import_pystac_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_signing_covers_the_mask_band_of_a_masked_request():
+    """A signed L2A read signs SCL too, so cloud masking survives signing (Planetary Computer)."""
+    from eoembed.providers.base import Scene
+    from eoembed.providers.stac import StacProvider
+
+    signed_hrefs: list[str] = []
+
+    def sign(href: str) -> str:
+        signed_hrefs.append(href)
+        return f"{href}?sig=1"
+
+    provider = StacProvider("http://127.0.0.1:9/stac", sign=sign)
+    l2a = SensorSpec("sentinel-2-l2a", ("B04", "B08"), 10)
+    assert provider._bands_to_sign(l2a) == ("B04", "B08", "SCL")
+    unmasked = SensorSpec("sentinel-2-l2a", ("B04", "B08"), 10, mask="none")
+    assert provider._bands_to_sign(unmasked) == ("B04", "B08")
+    scene = Scene("s", "sentinel-2-l2a", dt.date(2021, 6, 1), dt.date(2021, 6, 2),
+                  "POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))",
+                  {"B04": "http://x/B04.tif", "B08": "http://x/B08.tif", "SCL": "http://x/SCL.tif"})
+    without_scl = dataclasses.replace(scene, assets={"B04": "http://x/B04.tif",
+                                                     "B08": "http://x/B08.tif"})
+    with_mask, lacking = provider._signed([scene, without_scl], ("B04", "B08", "SCL"), renew=False)
+    assert with_mask.assets["SCL"] == "http://x/SCL.tif?sig=1"
+    assert set(lacking.assets) == {"B04", "B08"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SENTINEL2_BANDS", "BandInfo", "sentinel2"]
+__all__ = ["SENTINEL2_BANDS", "SENTINEL2_MASK_BANDS", "BandInfo", "quality_band", "sentinel2"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,20 @@ class BandInfo:
     common_name: str
     wavelength_um: float
     gsd_m: float
+
+    @property
+    def is_quality(self) -> bool:
+        """Whether this is a quality/cloud-mask layer rather than a spectral band.
+
+        Mask layers hold class codes or bit flags: they are read by nearest neighbour and
+        never averaged, and no model takes them as input.
+        """
+        return self.wavelength_um == 0.0
+
+
+def quality_band(name: str, gsd_m: float) -> BandInfo:
+    """A non-spectral layer (quality or cloud mask): wavelength 0 marks it as such."""
+    return BandInfo(name, "qa", 0.0, gsd_m)
 
 
 SENTINEL2_BANDS: dict[str, BandInfo] = {
@@ -43,6 +57,17 @@ SENTINEL2_BANDS: dict[str, BandInfo] = {
 
 SENTINEL2_L2A_BANDS = tuple(b for b in SENTINEL2_BANDS if b != "B10")
 """L2A drops the cirrus band B10."""
+
+SENTINEL2_MASK_BANDS: dict[str, BandInfo] = {
+    b.name: b
+    for b in (
+        quality_band("SCL", 20.0),
+        quality_band("CLDPRB", 20.0),
+    )
+}
+"""Sentinel-2 L2A per-pixel quality layers: Sen2Cor's scene classification (``SCL``) and
+cloud probability in percent (``CLDPRB``, ``MSK_CLDPRB``; s2cloudless probabilities use the
+same 0..100 scale). See :mod:`eoembed.providers.masks` for how they mask pixels."""
 
 
 def sentinel2(*names: str) -> tuple[BandInfo, ...]:

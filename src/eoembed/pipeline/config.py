@@ -91,7 +91,8 @@ _HINTS = {
     "models": "model ids from `eoembed models`, or {id, args, sensor} entries",
     "temporal": "{year: YYYY} or {start: YYYY-MM-DD, end: YYYY-MM-DD} (end excluded)",
     "out": "an output folder",
-    "sensor": "{collection, bands, scale_m, cloudy_pct, fill_value, composite, resampling}",
+    "sensor": "{collection, bands, scale_m, cloudy_pct, fill_value, composite, resampling, "
+    "mask}",
     "output": "pooled, grid, or {mode: pooled|grid, pooling: mean|max|min|std|median}",
     "quantize": "null (float32) or int8",
 }
@@ -171,6 +172,7 @@ class SensorConfig(_Section):
     fill_value: float | None = None
     composite: str | None = None
     resampling: str | None = None
+    mask: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -13,7 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS, BandInfo, sentinel2
+from eoembed.bands import (
+    SENTINEL2_BANDS,
+    SENTINEL2_L2A_BANDS,
+    SENTINEL2_MASK_BANDS,
+    BandInfo,
+    quality_band,
+    sentinel2,
+)
 from eoembed.providers.base import CollectionInfo
 
 __all__ = [
@@ -89,15 +96,10 @@ def _aliases(pairs: Iterable[tuple[str, Iterable[str]]]) -> dict[str, str]:
     return out
 
 
-def _quality(name: str, gsd_m: float) -> BandInfo:
-    """A non-spectral layer (quality/cloud mask): wavelength 0 marks it as such."""
-    return BandInfo(name, "qa", 0.0, gsd_m)
-
-
 # Sentinel-2 -----------------------------------------------------------------------------
 # Band ids (B04) as on Planetary Computer, common names (red, nir08) as on earth-search.
 _S2_SPELLINGS = [(b.name, (b.common_name,)) for b in SENTINEL2_BANDS.values()]
-_SCL = _quality("SCL", 20.0)
+_SCL = SENTINEL2_MASK_BANDS["SCL"]
 
 SENTINEL2_L1C = StacCollection(
     CollectionInfo(
@@ -129,7 +131,7 @@ _LANDSAT = (
     BandInfo("swir16", "swir16", 1.609, 30.0),
     BandInfo("swir22", "swir22", 2.201, 30.0),
     BandInfo("lwir11", "lwir11", 10.9, 30.0),
-    _quality("qa_pixel", 30.0),
+    quality_band("qa_pixel", 30.0),
 )
 LANDSAT_C2_L2 = StacCollection(
     CollectionInfo(
@@ -148,7 +150,7 @@ LANDSAT_C2_L2 = StacCollection(
 # Harmonized Landsat Sentinel-2: both products are served in the Sentinel-2 vocabulary, so
 # one SensorSpec reads S30 and L30 alike. L30 files use Landsat numbering (its B05 is the
 # narrow NIR that S30 calls B8A), so its keys are remapped here.
-_FMASK = _quality("Fmask", 30.0)
+_FMASK = quality_band("Fmask", 30.0)
 _HLS_S30_BANDS = tuple(
     BandInfo(b.name, b.common_name, b.wavelength_um, 30.0) for b in SENTINEL2_BANDS.values()
 )

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from eoembed.grid import Grid
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["CollectionInfo", "Provider", "Scene"]
+__all__ = ["CollectionInfo", "Provider", "Scene", "SeriesProvider"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,38 @@ class Provider(Protocol):
         """Pixels ``(band, y, x)`` on ``grid`` (default ``spatial.grid(sensor.scale_m)``).
 
         Raises:
+            NoDataError: no scene covers the region in the time window.
+            CapabilityError: the collection or a band is not served.
+        """
+        ...
+
+
+@runtime_checkable
+class SeriesProvider(Protocol):
+    """A provider that can also return frames over time, for temporal models.
+
+    Optional: the pipeline needs only :class:`Provider`. Scene-based providers (local, sample,
+    STAC APIs) implement it through :mod:`eoembed.providers.series`.
+    """
+
+    name: str
+
+    def fetch_series(
+        self,
+        spatial: SpatialSpec,
+        temporal: TemporalSpec,
+        sensor: SensorSpec,
+        *,
+        frames: int | None = None,
+        grid: Grid | None = None,
+    ) -> xr.DataArray:
+        """Pixels ``(time, band, y, x)``: one frame per acquisition, or ``frames`` equal bins.
+
+        Coordinates along ``time``: ``time`` (NaT where the day is unknown), ``time_start``,
+        ``time_end`` and ``frame_valid``; band, y, x, CRS and transform are as ``fetch``'s.
+
+        Raises:
+            SpecError: ``frames`` is not None or a positive integer (before any I/O).
             NoDataError: no scene covers the region in the time window.
             CapabilityError: the collection or a band is not served.
         """

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS
+from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS, SENTINEL2_MASK_BANDS
 from eoembed.errors import ProviderError, SpecError
+from eoembed.providers._stac_bands import HLS_L30, HLS_S30, LANDSAT_C2_L2
 from eoembed.providers.base import CollectionInfo, Scene
 from eoembed.providers.scenes import SceneProvider
 
@@ -22,11 +23,19 @@ KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
         description="Sentinel-2 MSI top-of-atmosphere reflectance x 10000",
     ),
     "sentinel-2-l2a": CollectionInfo(
-        "sentinel-2-l2a", tuple(SENTINEL2_BANDS[b] for b in SENTINEL2_L2A_BANDS), "L2A",
-        nodata=0.0, description="Sentinel-2 MSI surface reflectance x 10000",
+        "sentinel-2-l2a",
+        (*(SENTINEL2_BANDS[b] for b in SENTINEL2_L2A_BANDS), *SENTINEL2_MASK_BANDS.values()),
+        "L2A", nodata=0.0,
+        description="Sentinel-2 MSI surface reflectance x 10000, scene classification (SCL) "
+        "and cloud probability (CLDPRB)",
     ),
+    # Same vocabularies as from STAC APIs, quality bands (qa_pixel, Fmask) included.
+    **{c.info.id: c.info for c in (LANDSAT_C2_L2, HLS_S30, HLS_L30)},
 }
-"""Collections whose band vocabulary eoembed knows; others are described from their files."""
+"""Collections whose band vocabulary eoembed knows; others are described from their files.
+
+Quality bands (``SCL``, ``qa_pixel``, ``Fmask``...) are served like other bands, so files of
+them feed per-pixel cloud masks (:mod:`eoembed.providers.masks`)."""
 
 
 def footprint_of_file(path: str) -> str:

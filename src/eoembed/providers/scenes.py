@@ -15,23 +15,44 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eoembed.errors import CapabilityError, NoDataError
+from eoembed.errors import CapabilityError, NoDataError, ProviderError
 from eoembed.providers.base import CollectionInfo, Scene
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from eoembed.grid import Grid
+    from eoembed.providers.masks import CloudMask
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["SceneProvider", "composite", "to_dataarray"]
+__all__ = ["SceneProvider", "clear_observations", "composite", "to_dataarray"]
+
+_CLEAR_COUNT_ATTRS = {
+    "long_name": "number of clear observations",
+    "description": "scenes whose pixel has every band and passes the cloud/shadow mask",
+}
+
+
+def clear_observations(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel count of whole observations in ``(scene, band, y, x)``; drops partial ones.
+
+    A scene's pixel missing any band (NaN) is set to NaN in every band, in place, so a
+    composite never mixes bands of an observation with gaps (or under a cloud) with others.
+    Returns uint16 ``(y, x)``.
+    """
+    whole = ~np.isnan(stack).any(axis=1)
+    if not whole.all():
+        np.copyto(stack, np.float32(np.nan), where=~whole[:, None])
+    count: np.ndarray = whole.sum(axis=0, dtype=np.uint16)
+    return count
 
 
 def composite(stack: np.ndarray, method: str) -> np.ndarray:
     """Reduce ``(scene, band, y, x)`` with NaN gaps to ``(band, y, x)``.
 
     ``median`` takes the per-pixel median of valid observations; ``mosaic`` the first valid
-    observation in scene order.
+    observation in scene order. Masked (cloudy) observations are NaN by then, so these are
+    clear observations only.
     """
     if stack.shape[0] == 1:
         first: np.ndarray = stack[0]
@@ -186,6 +207,7 @@ class SceneProvider:
                 f"collection {info.id!r} from provider {self.name!r} has no band(s) "
                 f"{', '.join(missing)}; it has: {', '.join(info.band_names)}"
             )
+        self.mask_for(sensor)
         return info
 
     def search(
@@ -237,6 +259,23 @@ class SceneProvider:
             key=lambda s: (s.cloud_cover is None, s.cloud_cover or 0.0, -s.start.toordinal()),
         )
 
+    def mask_for(self, sensor: SensorSpec) -> CloudMask | None:
+        """The per-pixel mask ``sensor`` asks for here, or None for no masking.
+
+        ``"auto"`` takes the collection's usual mask band where this provider serves it.
+
+        Raises:
+            CapabilityError: a named mask whose band the collection does not serve.
+        """
+        from eoembed.providers.masks import resolve_mask
+
+        info = self._collections.get(sensor.collection)
+        served = info.band_names if info is not None else ()
+        try:
+            return resolve_mask(sensor.collection, sensor.mask, served)
+        except CapabilityError as err:
+            raise CapabilityError(f"provider {self.name!r}: {err}") from None
+
     def fetch(
         self,
         spatial: SpatialSpec,
@@ -245,46 +284,125 @@ class SceneProvider:
         *,
         grid: Grid | None = None,
     ) -> xr.DataArray:
-        """Pixels ``(band, y, x)`` on ``grid``, composited over the matching scenes."""
-        # Looked up per call (not imported at module level): tests count reads by patching it.
-        from eoembed.providers._raster import is_local, read_onto_grid
+        """Pixels ``(band, y, x)`` on ``grid``, composited over the clear observations.
+
+        An observation is one scene's pixel with every requested band present and clear under
+        ``sensor.mask``; ``median`` takes the per-pixel median of those, ``mosaic`` the first
+        in :meth:`search` order (least cloudy scene first). The count of clear observations
+        comes back as the ``clear_count`` coordinate on ``(y, x)`` (uint16); pixels where it
+        is 0 hold ``sensor.fill_value`` in every band, and ``attrs["valid_fraction"]`` is the
+        fraction of pixels where it is not. ``attrs["mask"]`` names the mask applied
+        (``"none"`` when none) and ``attrs["masked_scene_ids"]`` the scenes it was applied to
+        (with ``mask="auto"``, a scene without the mask band is used unmasked).
+        """
+        import xarray as xr
 
         t0 = time.perf_counter()
         info = self.check(sensor)
+        mask = self.mask_for(sensor)
         grid = grid or spatial.grid(sensor.scale_m)
         scenes = self.search(spatial, temporal, sensor)
-        hrefs = [scene.assets[band] for scene in scenes for band in sensor.bands]
-        stack = np.empty((len(scenes), len(sensor.bands), *grid.shape), np.float32)
-        planes = stack.reshape(len(hrefs), *grid.shape)
-
-        def read(job: int) -> None:
-            planes[job] = read_onto_grid(
-                hrefs[job], grid, resampling=sensor.resampling, nodata=info.nodata
-            )
-
-        # Remote reads wait on the network, so they overlap on reader threads. Local reads
-        # of a small region are CPU work (a window copy, mostly under the GIL): threads only
-        # add hand-offs, and callers that want concurrency (the export engine) already fetch
-        # several regions at once.
-        self._run_all(read, len(hrefs), threads=not all(map(is_local, hrefs)))
+        stack, masked = self._read_scenes(scenes, grid, sensor, info, mask)
+        count = clear_observations(stack)
         data = composite(stack, sensor.composite)
-        gaps = np.isnan(data)
-        valid = ~gaps.any(axis=0)
+        applied = mask.name if mask is not None and masked else "none"
+        valid = count > 0
         if not valid.any():
+            cause = "valid pixel" if applied == "none" else f"clear pixel (mask {applied!r})"
             raise NoDataError(
-                f"the {len(scenes)} scene(s) found hold no valid pixel inside the region"
+                f"the {len(scenes)} scene(s) found hold no {cause} inside the region"
             )
-        data[gaps] = sensor.fill_value
+        if not valid.all():
+            # Exactly the NaN pixels: every scene's observation is whole or all NaN.
+            data[:, ~valid] = sensor.fill_value
         attrs = {
             "provider": self.name,
             "collection": sensor.collection,
             "processing_level": info.processing_level,
             "scene_ids": [s.id for s in scenes],
             "scene_times": [s.time_dict() for s in scenes],
+            "mask": applied,
+            "masked_scene_ids": masked,
             "valid_fraction": float(valid.mean()),
             "fetch_seconds": time.perf_counter() - t0,
         }
-        return to_dataarray(data, sensor.bands, grid, attrs, copy=False)
+        da = to_dataarray(data, sensor.bands, grid, attrs, copy=False)
+        da.coords["clear_count"] = xr.Variable(("y", "x"), count, dict(_CLEAR_COUNT_ATTRS))
+        return da
+
+    def read_scene(self, scene: Scene, grid: Grid, sensor: SensorSpec) -> np.ndarray:
+        """One scene's ``sensor.bands`` on ``grid``: float32 ``(band, y, x)``, NaN where unclear.
+
+        A pixel is NaN in every band where the scene has no data in some band or the mask
+        (``sensor.mask``, as in :meth:`fetch`) calls it cloud, shadow or fill; elsewhere it
+        holds the scene's values. For time series and other per-scene uses; no search, no
+        cloud limit (``sensor.cloudy_pct``) applied.
+
+        Raises:
+            CapabilityError: the collection, a band or the named mask is not served.
+            ProviderError: a named mask's band is missing from this scene.
+        """
+        info = self.check(sensor)
+        stack, _ = self._read_scenes([scene], grid, sensor, info, self.mask_for(sensor))
+        clear_observations(stack)
+        out: np.ndarray = stack[0]
+        return out
+
+    def _read_scenes(
+        self,
+        scenes: Sequence[Scene],
+        grid: Grid,
+        sensor: SensorSpec,
+        info: CollectionInfo,
+        mask: CloudMask | None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """``(scene, band, y, x)`` float32 with NaN for no data and masked pixels.
+
+        Returns the stack and the ids of the scenes whose mask band was read. Mask bands are
+        read by nearest neighbour and without the collection's nodata value: their codes and
+        flags must not be averaged, and 0 is a real value of some (a 0 % cloud probability).
+        """
+        # Looked up per call (not imported at module level): tests count reads by patching it.
+        from eoembed.providers._raster import is_local, read_onto_grid
+
+        if mask is not None and sensor.mask != "auto":
+            lacking = [s.id for s in scenes if mask.band not in s.assets]
+            if lacking:
+                raise ProviderError(
+                    f"scene(s) {', '.join(lacking[:5])} have no {mask.band!r} band for "
+                    f"mask={mask.name!r}; use mask='auto' (scenes without it go unmasked) "
+                    "or mask='none'"
+                )
+        with_mask = [i for i, s in enumerate(scenes) if mask is not None and mask.band in s.assets]
+        hrefs = [scene.assets[band] for scene in scenes for band in sensor.bands]
+        n_bands = len(hrefs)
+        if mask is not None:
+            hrefs += [scenes[i].assets[mask.band] for i in with_mask]
+        stack = np.empty((len(scenes), len(sensor.bands), *grid.shape), np.float32)
+        planes = stack.reshape(n_bands, *grid.shape)
+        flags = np.empty((len(with_mask), *grid.shape), np.float32)
+
+        def read(job: int) -> None:
+            if job < n_bands:
+                planes[job] = read_onto_grid(
+                    hrefs[job], grid, resampling=sensor.resampling, nodata=info.nodata
+                )
+            else:
+                flags[job - n_bands] = read_onto_grid(
+                    hrefs[job], grid, resampling="nearest", nodata=None
+                )
+
+        # Remote reads wait on the network, so they overlap on reader threads. Local reads
+        # of a small region are CPU work (a window copy, mostly under the GIL): threads only
+        # add hand-offs, and callers that want concurrency (the export engine) already fetch
+        # several regions at once.
+        self._run_all(read, len(hrefs), threads=not all(map(is_local, hrefs)))
+        if mask is not None:
+            for layer, i in zip(flags, with_mask, strict=True):
+                unclear = ~mask(layer)
+                if unclear.any():
+                    stack[i][:, unclear] = np.nan
+        return stack, [scenes[i].id for i in with_mask]
 
     def _run_all(self, task: Callable[[int], None], n: int, *, threads: bool) -> None:
         """``task(0) ... task(n - 1)``: on this provider's reader threads if ``threads``.
@@ -304,3 +422,17 @@ class SceneProvider:
             pool = self._pool
         for future in [pool.submit(task, i) for i in range(n)]:
             future.result()
+
+    def fetch_series(
+        self,
+        spatial: SpatialSpec,
+        temporal: TemporalSpec,
+        sensor: SensorSpec,
+        *,
+        frames: int | None = None,
+        grid: Grid | None = None,
+    ) -> xr.DataArray:
+        """Frames ``(time, band, y, x)``: see :func:`eoembed.providers.series.fetch_series`."""
+        from eoembed.providers.series import fetch_series
+
+        return fetch_series(self, spatial, temporal, sensor, frames=frames, grid=grid)

@@ -382,6 +382,51 @@ class StacProvider:
             except RasterioError as err:
                 raise self._read_error(scenes, err) from err
 
+    def fetch_series(
+        self,
+        spatial: SpatialSpec,
+        temporal: TemporalSpec,
+        sensor: SensorSpec,
+        *,
+        frames: int | None = None,
+        grid: Grid | None = None,
+    ) -> xr.DataArray:
+        """Frames ``(time, band, y, x)``: see :func:`eoembed.providers.series.fetch_series`.
+
+        One search for the whole window, then the per-request SceneProvider reads the frames;
+        signing, retries and errors work as in :meth:`fetch`.
+        """
+        from rasterio.errors import RasterioError
+
+        from eoembed.providers.series import check_frames
+
+        check_frames(frames, temporal)  # a bad value fails before the API is contacted
+        scenes = self.search(spatial, temporal, sensor)
+        self._check_assets(scenes, sensor)
+
+        def read(refresh: bool) -> xr.DataArray:
+            signed = (
+                self._signed(scenes, self._bands_to_sign(sensor), renew=refresh)
+                if self._sign is not None
+                else scenes
+            )
+            data = self._scene_provider(signed).fetch_series(
+                spatial, temporal, sensor, frames=frames, grid=grid
+            )
+            data.attrs["stac_api"] = self.url
+            return data
+
+        with _gdal_http_options(self._gdal_options()):
+            try:
+                return read(refresh=False)
+            except RasterioError as err:
+                if self._sign is None or not _may_be_auth_failure(err):
+                    raise self._read_error(scenes, err) from err
+            try:
+                return read(refresh=True)
+            except RasterioError as err:
+                raise self._read_error(scenes, err) from err
+
     # ------------------------------------------------------------------ search
 
     def _open(self) -> Any:
@@ -504,6 +549,13 @@ class StacProvider:
             "GDAL_HTTP_CONNECTTIMEOUT": seconds,
         }
 
+    def _bands_to_sign(self, sensor: SensorSpec) -> tuple[str, ...]:
+        """The requested bands and, when the request is masked, the mask band."""
+        mask = self._scene_provider([]).mask_for(sensor)
+        if mask is None or mask.band in sensor.bands:
+            return sensor.bands
+        return (*sensor.bands, mask.band)
+
     def _signed(self, scenes: list[Scene], bands: tuple[str, ...], *, renew: bool) -> list[Scene]:
         """The scenes with the hrefs of ``bands`` signed now.
 
@@ -521,6 +573,8 @@ class StacProvider:
         for scene in scenes:
             assets = {}
             for band in bands:
+                if band not in scene.assets:  # a mask band some scenes lack (checked later)
+                    continue
                 signed = sign(scene.assets[band])
                 if _signature_expired(signed):
                     if not refreshed:
@@ -543,7 +597,7 @@ class StacProvider:
     ) -> xr.DataArray:
         """Read through SceneProvider, with hrefs of the requested bands signed now."""
         if self._sign is not None:
-            scenes = self._signed(scenes, sensor.bands, renew=refresh)
+            scenes = self._signed(scenes, self._bands_to_sign(sensor), renew=refresh)
         data = self._scene_provider(scenes).fetch(spatial, temporal, sensor, grid=grid)
         data.attrs["stac_api"] = self.url
         return data

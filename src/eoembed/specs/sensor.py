@@ -1,4 +1,4 @@
-"""What sensor: collection, bands, ground resolution, cloud limit and compositing."""
+"""What sensor: collection, bands, ground resolution, cloud limits, masking and compositing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from eoembed.errors import SpecError
 from eoembed.specs._base import Spec, check_choice, check_finite
 
-__all__ = ["COMPOSITES", "RESAMPLINGS", "SensorSpec"]
+__all__ = ["COMPOSITES", "MASKS", "RESAMPLINGS", "SensorSpec"]
 
 COMPOSITES = ("median", "mosaic")
 """``median``: per-pixel median of clear observations; ``mosaic``: first clear observation,
@@ -15,6 +15,13 @@ least cloudy scene first."""
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "average")
 """``auto``: nearest when a band is upsampled or kept, area average when it is downsampled."""
+
+MASKS = ("auto", "none", "scl", "qa_pixel", "fmask", "cloud_prob")
+"""Per-pixel cloud/shadow masks (see :mod:`eoembed.providers.masks` for the classes and bits
+each one drops). ``auto``: the collection's usual mask band where the provider serves it
+(Sentinel-2 L2A ``SCL``, Landsat C2 ``qa_pixel``, HLS ``Fmask``), no masking otherwise;
+``none``: every pixel with data counts as clear; a name: that mask, and a CapabilityError if
+the collection does not serve its band."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class SensorSpec(Spec):
     """Value of pixels no clear observation covers."""
     composite: str = "median"
     resampling: str = "auto"
+    mask: str = "auto"
+    """Which per-pixel cloud/shadow mask drops observations before compositing (:data:`MASKS`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.collection, str) or not self.collection.strip():
@@ -62,3 +71,4 @@ class SensorSpec(Spec):
         )
         check_choice("SensorSpec.composite", self.composite, COMPOSITES)
         check_choice("SensorSpec.resampling", self.resampling, RESAMPLINGS)
+        check_choice("SensorSpec.mask", self.mask, MASKS)
