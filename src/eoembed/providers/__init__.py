@@ -4,7 +4,9 @@ from eoembed.providers.base import CollectionInfo, Provider, Scene
 from eoembed.providers.registry import get_provider, list_providers, register_provider
 
 __all__ = (
+    "CachedProvider",
     "CollectionInfo",
+    "EarthEngineProvider",
     "LocalProvider",
     "Provider",
     "SampleProvider",
@@ -18,6 +20,14 @@ __all__ = (
 
 def __getattr__(name: str) -> object:
     # Reading classes pull in rasterio; import them only when asked for.
+    if name == "CachedProvider":
+        from eoembed.providers.cache import CachedProvider
+
+        return CachedProvider
+    if name == "EarthEngineProvider":
+        from eoembed.providers.earthengine import EarthEngineProvider
+
+        return EarthEngineProvider
     if name == "LocalProvider":
         from eoembed.providers.local import LocalProvider
 
