@@ -20,6 +20,7 @@ from eoembed.embedders.registry import describe_model, embedder_class
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError
 from eoembed.grid import Grid
+from eoembed.providers.base import check_served
 from eoembed.providers.registry import get_provider
 from eoembed.specs import OutputSpec, SensorSpec, SpatialSpec, TemporalSpec, as_spatial
 from eoembed.specs.spatial import SpatialLike
@@ -72,19 +73,7 @@ def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> l
             f"model {card.id!r} needs band(s) {', '.join(missing)} that the sensor spec does not"
             f" request; it needs: {', '.join(card.input.band_names)}"
         )
-    collections = provider.collections()
-    info = collections.get(sensor.collection)
-    if info is None:
-        raise CapabilityError(
-            f"provider {provider.name!r} does not serve collection {sensor.collection!r}; "
-            f"it serves: {', '.join(sorted(collections)) or 'nothing'}"
-        )
-    absent = [b for b in sensor.bands if b not in info.band_names]
-    if absent:
-        raise CapabilityError(
-            f"collection {sensor.collection!r} from provider {provider.name!r} has no band(s) "
-            f"{', '.join(absent)}; it has: {', '.join(info.band_names)}"
-        )
+    info = check_served(provider.name, provider.collections(), sensor)
     warnings = []
     level = card.input.processing_level
     if level != "any" and info.processing_level != level:

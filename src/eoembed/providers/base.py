@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from eoembed.grid import Grid
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["CollectionInfo", "Provider", "Scene", "SeriesProvider"]
+__all__ = [
+    "check_served","CollectionInfo", "Provider", "Scene", "SeriesProvider"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,28 @@ class SeriesProvider(Protocol):
             CapabilityError: the collection or a band is not served.
         """
         ...
+
+
+def check_served(
+    provider: str, collections: Mapping[str, CollectionInfo], sensor: SensorSpec
+) -> CollectionInfo:
+    """The collection ``sensor`` reads, if ``provider`` serves it and every band it asks for.
+
+    Raises:
+        CapabilityError: the collection or a band is not served (before any I/O).
+    """
+    from eoembed.errors import CapabilityError
+
+    info = collections.get(sensor.collection)
+    if info is None:
+        raise CapabilityError(
+            f"provider {provider!r} does not serve collection {sensor.collection!r}; "
+            f"it serves: {', '.join(sorted(collections)) or 'nothing'}"
+        )
+    missing = [b for b in sensor.bands if b not in info.band_names]
+    if missing:
+        raise CapabilityError(
+            f"collection {sensor.collection!r} from provider {provider!r} has no band(s) "
+            f"{', '.join(missing)}; it has: {', '.join(info.band_names)}"
+        )
+    return info

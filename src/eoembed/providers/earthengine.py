@@ -41,7 +41,7 @@ from eoembed.errors import (
     SpecError,
 )
 from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
-from eoembed.providers.base import CollectionInfo
+from eoembed.providers.base import CollectionInfo, check_served
 from eoembed.providers.masks import (
     CLOUD_PROB_THRESHOLD,
     QA_PIXEL_BITS,
@@ -522,18 +522,8 @@ class EarthEngineProvider:
 
     def _table(self, sensor: SensorSpec) -> EarthEngineCollection:
         """The Earth Engine table for ``sensor``, with bands and mask checked (no I/O)."""
-        table = EARTH_ENGINE_COLLECTIONS.get(sensor.collection)
-        if table is None:
-            raise CapabilityError(
-                f"provider {self.name!r} does not serve collection {sensor.collection!r}; "
-                f"it serves: {', '.join(sorted(EARTH_ENGINE_COLLECTIONS))}"
-            )
-        missing = [b for b in sensor.bands if b not in table.band_ids]
-        if missing:
-            raise CapabilityError(
-                f"collection {sensor.collection!r} from provider {self.name!r} has no band(s) "
-                f"{', '.join(missing)}; it has: {', '.join(table.info.band_names)}"
-            )
+        check_served(self.name, self._collections, sensor)
+        table = EARTH_ENGINE_COLLECTIONS[sensor.collection]
         self._mask(table, sensor)
         return table
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.errors import CapabilityError, NoDataError, ProviderError
-from eoembed.providers.base import CollectionInfo, Scene
+from eoembed.providers.base import CollectionInfo, Scene, check_served
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -195,18 +195,7 @@ class SceneProvider:
 
     def check(self, sensor: SensorSpec) -> CollectionInfo:
         """The collection info for ``sensor``; CapabilityError before any I/O if unservable."""
-        info = self._collections.get(sensor.collection)
-        if info is None:
-            raise CapabilityError(
-                f"provider {self.name!r} does not serve collection {sensor.collection!r}; "
-                f"it serves: {', '.join(sorted(self._collections)) or 'nothing'}"
-            )
-        missing = [b for b in sensor.bands if b not in info.band_names]
-        if missing:
-            raise CapabilityError(
-                f"collection {info.id!r} from provider {self.name!r} has no band(s) "
-                f"{', '.join(missing)}; it has: {', '.join(info.band_names)}"
-            )
+        info = check_served(self.name, self._collections, sensor)
         self.mask_for(sensor)
         return info
 

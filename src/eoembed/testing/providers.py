@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from eoembed.bands import SENTINEL2_BANDS
-from eoembed.errors import CapabilityError, NoDataError
-from eoembed.providers.base import CollectionInfo
+from eoembed.errors import NoDataError
+from eoembed.providers.base import CollectionInfo, check_served
 
 if TYPE_CHECKING:
     import numpy as np
@@ -124,17 +124,7 @@ class FakeProvider:
 
         from eoembed.providers.scenes import to_dataarray
 
-        if sensor.collection != self.info.id:
-            raise CapabilityError(
-                f"provider {self.name!r} does not serve collection {sensor.collection!r}; "
-                f"it serves: {self.info.id}"
-            )
-        missing = [b for b in sensor.bands if b not in self.info.band_names]
-        if missing:
-            raise CapabilityError(
-                f"collection {self.info.id!r} from provider {self.name!r} has no band(s) "
-                f"{', '.join(missing)}; it has: {', '.join(self.info.band_names)}"
-            )
+        check_served(self.name, self.collections(), sensor)
         if self.lonlat_bounds is not None:
             from shapely.geometry import box
 
