@@ -148,6 +148,12 @@ def test_grid_export_to_zarr_is_georeferenced_like_the_api(tmp_path, provider):
         )
 
 
+def test_model_options_that_change_the_dimension_are_written(tmp_path, provider):
+    export_batch(points(2), "mosaiks", temporal=WINDOW, out=tmp_path / "x", provider=provider,
+                 model_args={"mosaiks": {"num_features": 64}}, device="cpu", progress=False)
+    assert {len(v) for v in by_id(load_export(tmp_path / "x")).values()} == {64}
+
+
 def test_int8_quantisation_keeps_direction(tmp_path, provider):
     regions = points(4)
     kwargs = {"temporal": WINDOW, "provider": provider, "device": "cpu", "progress": False}

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from eoembed.api import get_embedding, get_embeddings_batch, inspect_input
     from eoembed.embedders import describe_model, list_models
     from eoembed.embedding import Embedding
+    from eoembed.heads import predict, train
     from eoembed.pipeline import export_batch, load_export
 
 __all__ = (
@@ -49,6 +50,8 @@ __all__ = (
     "inspect_input",
     "list_models",
     "load_export",
+    "predict",
+    "train",
 )
 
 _LAZY = {
@@ -60,6 +63,8 @@ _LAZY = {
     "list_models": "eoembed.embedders",
     "export_batch": "eoembed.pipeline",
     "load_export": "eoembed.pipeline",
+    "train": "eoembed.heads",
+    "predict": "eoembed.heads",
 }
 
 

@@ -364,3 +364,158 @@ def check_out_path(path: Path, mode: str) -> None:
             f"use one of {', '.join(allowed)}",
             param_hint="'--out'",
         )
+
+
+# -- heads: train, predict, compare (None: unset flags leave the --config value alone) -------
+
+_LABELS, _HEAD, _SPLIT = "Labels", "Head", "Split"
+
+
+class Task(StrEnum):
+    """``--task`` choices (:data:`eoembed.heads.base.TASKS`)."""
+
+    regression = "regression"
+    classification = "classification"
+    segmentation = "segmentation"
+
+
+class SplitMethod(StrEnum):
+    """``--split`` choices (:data:`eoembed.heads.splits.METHODS`)."""
+
+    random = "random"
+    blocks = "blocks"
+
+
+TrainConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", exists=True, dir_okay=False, rich_help_panel=_JOB,
+                 help="A YAML job file (see examples/heads/); flags override its values."),
+]
+EmbeddingsOpt = Annotated[
+    Path | None,
+    typer.Option("--embeddings", "-e", metavar="DIR", rich_help_panel=_JOB,
+                 help="An export folder (eoembed export): pooled GeoParquet or grid Zarr/COG/"
+                 "NetCDF."),
+]
+CompareEmbeddingsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--embeddings", "-e", metavar="DIR[:MODEL]", rich_help_panel=_JOB,
+                 help="An export folder to compare (repeatable); DIR:MODEL takes one model of a "
+                 "multi-model export, DIR alone every model in it."),
+]
+ExportModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", rich_help_panel=_JOB,
+                 help="Which model of a multi-model export."),
+]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option("--labels", "-l", metavar="FILE", rich_help_panel=_LABELS,
+                 help="Labels: CSV with lon/lat, GeoJSON, GeoParquet... (points or polygons "
+                 "with --value), or a label raster (GeoTIFF). Joined to embeddings by place."),
+]
+ValueOpt = Annotated[
+    str | None, typer.Option("--value", rich_help_panel=_LABELS,
+                             help="The label column of a vector label file (default value)."),
+]
+LabelCrsOpt = Annotated[
+    str | None, typer.Option("--label-crs", rich_help_panel=_LABELS,
+                             help="CRS of a CSV's lon/lat columns (default EPSG:4326)."),
+]
+TaskOpt = Annotated[
+    Task | None, typer.Option("--task", rich_help_panel=_HEAD,
+                              help="What to learn (default regression)."),
+]
+HeadKindOpt = Annotated[
+    str | None,
+    typer.Option("--head", rich_help_panel=_HEAD,
+                 help="linear, rf, gbm, knn, mlp (one vector per sample) or segmentation "
+                 "(decoder on grids)."),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", metavar="KEY=VALUE", rich_help_panel=_HEAD,
+                 help="A head hyperparameter (repeatable), e.g. alpha=10 or epochs=20; VALUE is "
+                 "read as JSON, else as a string."),
+]
+SplitOpt = Annotated[
+    SplitMethod | None,
+    typer.Option("--split", rich_help_panel=_SPLIT,
+                 help="random, or blocks: whole spatial blocks of --block-size-m held out "
+                 "(no spatial leakage). Keyed by place, never by row order."),
+]
+TestSizeOpt = Annotated[
+    float | None, typer.Option("--test-size", min=0.0, max=1.0, rich_help_panel=_SPLIT,
+                               help="Share of samples held out for the metrics (default 0.25)."),
+]
+BlockSizeOpt = Annotated[
+    float | None, typer.Option("--block-size-m", min=0.0, rich_help_panel=_SPLIT,
+                               help="Side of the spatial blocks, metres (default 1000)."),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", rich_help_panel=_SPLIT,
+                             help="Seeds the split and the head (default 0)."),
+]
+HeadOutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+                 help="The folder to write: the head (config.json, weights), metrics.json and "
+                 "pictures."),
+]
+PlotsOpt = Annotated[
+    bool | None, typer.Option("--plots/--no-plots", rich_help_panel=_OUTPUT,
+                              help="Write the pictures (default on; needs matplotlib)."),
+]
+HeadDirOpt = Annotated[
+    Path,
+    typer.Option("--head", exists=True, file_okay=False, metavar="DIR", rich_help_panel=_HEAD,
+                 help="A head folder written by eoembed train."),
+]
+PredictEmbeddingsOpt = Annotated[
+    Path | None,
+    typer.Option("--embeddings", "-e", metavar="DIR", rich_help_panel=_JOB,
+                 help="An export folder to map (instead of a region)."),
+]
+PredictOutOpt = Annotated[
+    Path,
+    typer.Option("--out", rich_help_panel=_OUTPUT,
+                 help="map.tif (one GeoTIFF: a mosaic, or pooled footprints), a folder (one "
+                 "GeoTIFF per region), or .parquet/.geojson/.gpkg (pooled predictions)."),
+]
+ResolutionOpt = Annotated[
+    float | None,
+    typer.Option("--resolution-m", min=0.0, rich_help_panel=_OUTPUT,
+                 help="Pixel size of a GeoTIFF of pooled predictions (default: the export's "
+                 "input pixel size)."),
+]
+MapPngOpt = Annotated[
+    Path | None,
+    typer.Option("--png", dir_okay=False, rich_help_panel=_OUTPUT,
+                 help="Also draw the predicted map as a PNG (needs matplotlib)."),
+]
+
+__all__ += [
+    "BlockSizeOpt",
+    "CompareEmbeddingsOpt",
+    "EmbeddingsOpt",
+    "ExportModelOpt",
+    "HeadDirOpt",
+    "HeadKindOpt",
+    "HeadOutOpt",
+    "LabelCrsOpt",
+    "LabelsOpt",
+    "MapPngOpt",
+    "ParamOpt",
+    "PlotsOpt",
+    "PredictEmbeddingsOpt",
+    "PredictOutOpt",
+    "ResolutionOpt",
+    "SeedOpt",
+    "SplitMethod",
+    "SplitOpt",
+    "Task",
+    "TaskOpt",
+    "TestSizeOpt",
+    "TrainConfigOpt",
+    "ValueOpt",
+]

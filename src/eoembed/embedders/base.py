@@ -148,6 +148,11 @@ class Embedder(ABC):
             return grid
         return pool_grid(grid, output.pooling or "mean")
 
+    @property
+    def embedding_dim(self) -> int:
+        """Length of each embedding with these options (the card's, unless options change it)."""
+        return self.card.embedding_dim
+
     def metadata(self) -> dict[str, Any]:
         """What to record about this embedder next to every embedding."""
         return {

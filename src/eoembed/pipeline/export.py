@@ -348,7 +348,7 @@ def _open_writers(
             orphans = set(writer_cls.list_files(directory)) - manifest.files_in_use(p.model)
             writer_cls.remove(directory, sorted(orphans))
         schema = EmbeddingSchema(
-            model=p.model, mode=output.mode, dim=p.card.embedding_dim,
+            model=p.model, mode=output.mode, dim=p.embedder.embedding_dim,
             dtype="int8" if quantize else "float32",
             quantization="int8-symmetric" if quantize else None, pooling=output.pooling,
             model_meta=p.embedder.metadata(), request=p.request,

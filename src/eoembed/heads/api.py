@@ -1,0 +1,814 @@
+"""``train``, ``predict`` and ``compare``: the embedding-first loop in three calls.
+
+Embeddings are computed once (``export_batch``); heads are trained on them in seconds,
+evaluated on a held-out split keyed by place, saved with the embedder they belong to, and
+turned into maps. Same shape as ``export_batch``: one entry function per job, keyword-only
+options grouped by purpose.
+
+>>> from eoembed.heads import train, predict
+>>> result = train("exports/sites", "sites.csv", value="land_fraction", task="regression",
+...                head="linear", split="blocks", block_size_m=3000, out="heads/land")
+...                # doctest: +SKIP
+>>> predict("heads/land", embeddings="exports/grid", out="land.tif")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eoembed.errors import CapabilityError, SpecError
+from eoembed.grid import Grid
+from eoembed.heads.base import TASKS, GridHead, Head, TabularHead, head_class
+from eoembed.heads.inputs import Embeddings, RegionGrid, embedder_info, load_embeddings
+from eoembed.heads.join import (
+    IGNORE,
+    SegmentationSet,
+    TabularSet,
+    join_segmentation,
+    join_tabular,
+)
+from eoembed.heads.labels import RasterLabels, VectorLabels, read_labels
+from eoembed.heads.maps import MapEncoding, mosaic, rasterize_footprints, write_geotiff
+from eoembed.heads.metrics import PRIMARY, score
+from eoembed.heads.splits import Split, make_split
+
+if TYPE_CHECKING:
+    from eoembed.specs import TemporalSpec
+    from eoembed.specs.spatial import SpatialLike
+
+__all__ = [
+    "METRICS_FILE",
+    "CompareResult",
+    "PredictResult",
+    "TrainResult",
+    "compare",
+    "predict",
+    "train",
+]
+
+METRICS_FILE = "metrics.json"
+VECTOR_SUFFIXES = (".parquet", ".geoparquet", ".geojson", ".json", ".gpkg")
+"""``predict`` outputs written as a table of pooled predictions (one row per region)."""
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+EmbeddingsLike = str | Path | Embeddings
+LabelsLike = str | Path | VectorLabels | RasterLabels
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: the fitted head, its test metrics and where it was saved."""
+
+    head: Head
+    metrics: dict[str, Any]
+    """Metrics on the held-out test split."""
+    train_metrics: dict[str, Any]
+    split: dict[str, Any]
+    join: dict[str, Any]
+    out: Path | None
+    seconds: float
+    pictures: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        """The embedder the head was trained on."""
+        return str(self.head.info.get("embedder", {}).get("id"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (what ``eoembed train`` prints)."""
+        return {
+            "out": str(self.out) if self.out else None, "head": self.head.kind,
+            "task": self.head.task, "model": self.model,
+            "metrics": _headline(self.head.task, self.metrics),
+            "train_metrics": _headline(self.head.task, self.train_metrics),
+            "n_train": self.split.get("n_train"), "n_test": self.split.get("n_test"),
+            "split": self.split.get("method"), "join": _join_summary(self.join),
+            "seconds": round(self.seconds, 3), "pictures": self.pictures,
+        }
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` wrote."""
+
+    out: Path
+    files: list[Path]
+    task: str
+    regions: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (what ``eoembed predict`` prints)."""
+        return {"out": str(self.out), "files": [str(f) for f in self.files], "task": self.task,
+                "regions": self.regions, "seconds": round(self.seconds, 3),
+                "warnings": self.warnings}
+
+
+@dataclass
+class CompareResult:
+    """One row per model, best first by the task's primary metric."""
+
+    metric: str
+    rows: list[dict[str, Any]]
+    out: Path | None
+    pictures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (what ``eoembed compare`` prints)."""
+        return {"metric": self.metric, "ranking": self.rows,
+                "out": str(self.out) if self.out else None, "pictures": self.pictures}
+
+
+def _headline(task: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar metrics (no confusion matrix), rounded for printing."""
+    keep = {"regression": ("r2", "rmse", "mae", "n"),
+            "classification": ("accuracy", "macro_f1", "n"),
+            "segmentation": ("miou", "pixel_accuracy", "per_class_iou", "n")}[task]
+    out: dict[str, Any] = {}
+    for key in keep:
+        value = metrics.get(key)
+        if isinstance(value, float):
+            out[key] = round(value, 6)
+        elif isinstance(value, dict):
+            out[key] = {k: round(v, 6) for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def _join_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "labels"}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _embeddings(value: EmbeddingsLike, model: str | None) -> Embeddings:
+    if isinstance(value, Embeddings):
+        return value
+    return load_embeddings(value, model)
+
+
+def _labels(value: LabelsLike, column: str, crs: str) -> VectorLabels | RasterLabels:
+    if isinstance(value, VectorLabels | RasterLabels):
+        return value
+    return read_labels(value, value=column, crs=crs)
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _tile_m(emb: Embeddings) -> float | None:
+    """The median side, in metres, of the regions pooled embeddings were made of."""
+    frame = emb.data
+    if emb.mode != "pooled" or "input_width" not in frame or "input_transform" not in frame:
+        return None
+    sides = [float(w) * abs(float(t[0])) for w, t in zip(frame["input_width"],
+                                                          frame["input_transform"], strict=True)]
+    return float(np.median(sides)) if sides else None
+
+
+def _check_enough(split: Split, y: np.ndarray | None, task: str) -> None:
+    n_train = int(split.train.sum())
+    if n_train < 2:
+        raise SpecError("samples", n_train, allowed="at least 2 training samples",
+                        reason="too few labelled samples; add labels or lower test_size")
+    if task == "classification" and y is not None and len(np.unique(y[split.train])) < 2:
+        raise SpecError("labels", np.unique(y[split.train]).tolist(),
+                        allowed="two or more classes in the training split")
+
+
+# -- train --------------------------------------------------------------------------------------
+
+
+def train(
+    embeddings: EmbeddingsLike,
+    labels: LabelsLike,
+    *,
+    value: str = "value",
+    task: str = "regression",
+    head: str = "linear",
+    model: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    # Split
+    split: str = "random",
+    test_size: float = 0.25,
+    block_size_m: float = 1000.0,
+    seed: int = 0,
+    # Labels
+    label_crs: str = "EPSG:4326",
+    # Output
+    out: str | Path | None = None,
+    plots: bool = True,
+) -> TrainResult:
+    """Train a head on exported embeddings and labels joined by georeference.
+
+    Args:
+        embeddings: an export folder (``export_batch``) or :class:`Embeddings`.
+        labels: a label file (CSV lon/lat, GeoJSON, GeoParquet, ... with ``value``; or a label
+            raster), or labels already read with :func:`~eoembed.heads.labels.read_labels`.
+        value: the label column of a vector label file.
+        task: ``regression``, ``classification`` or ``segmentation``.
+        head: ``linear``, ``rf``, ``gbm``, ``knn``, ``mlp`` or ``segmentation``.
+        model: which model of a multi-model export.
+        params: the head's hyperparameters (e.g. ``{"alpha": 10}``, ``{"epochs": 20}``).
+        split: ``random`` or ``blocks`` (spatial blocks of ``block_size_m``).
+        test_size: share of samples (regions for segmentation) held out.
+        block_size_m: side of the spatial blocks, metres.
+        seed: seeds the split and the head.
+        label_crs: CRS of a CSV's lon/lat columns.
+        out: the head folder to write (config, weights, ``metrics.json``, pictures); ``None``
+            keeps the head in memory only.
+        plots: write the pictures (needs matplotlib).
+
+    Raises:
+        SpecError: a bad option, labels that match no embedding, too few samples.
+    """
+    t0 = time.perf_counter()
+    if task not in TASKS:
+        raise SpecError("task", task, allowed=TASKS)
+    fitted = head_class(head)(task, seed=seed, **dict(params or {}))
+    emb = _embeddings(embeddings, model)
+    lab = _labels(labels, value, label_crs)
+    if isinstance(fitted, GridHead):
+        return _train_grid(fitted, emb, lab, t0, split=split, test_size=test_size,
+                           block_size_m=block_size_m, seed=seed, out=out, plots=plots)
+    assert isinstance(fitted, TabularHead)
+    data = join_tabular(emb, lab, task)
+    if len(data.y) < 2:
+        raise SpecError("labels", lab.describe()["source"], allowed="labels inside the regions",
+                        reason=f"{len(data.y)} sample(s) matched by georeference: "
+                        f"{_join_summary(data.report)}")
+    chosen = make_split(data.lon, data.lat, method=split, test_size=test_size,
+                        block_size_m=block_size_m, seed=seed)
+    _check_enough(chosen, data.y, task)
+    t_fit = time.perf_counter()
+    fitted.fit(data.x[chosen.train], data.y[chosen.train])
+    fit_s = time.perf_counter() - t_fit
+    predicted = fitted.predict(data.x)
+    metrics = score(task, data.y[chosen.test], predicted[chosen.test])
+    train_metrics = score(task, data.y[chosen.train], predicted[chosen.train])
+    fitted.info = {
+        "embedder": embedder_info(emb.model, emb.request, str(emb.path) if emb.path else None),
+        "input": {"mode": emb.mode, "tile_m": _tile_m(emb)},
+        "labels": lab.describe(),
+        "training": {"split": chosen.info, "join": _join_summary(data.report),
+                     "fit_seconds": round(fit_s, 3)},
+        "metrics": _headline(task, metrics),
+    }
+    result = TrainResult(fitted, metrics, train_metrics, chosen.info, data.report, None, 0.0)
+    if out is not None:
+        result.out = _save_training(fitted, result, Path(out))
+        _write_predictions(result.out, data, predicted, chosen)
+        if plots:
+            result.pictures = _tabular_pictures(result.out, fitted, emb, data, predicted, chosen,
+                                                metrics)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _train_grid(
+    fitted: GridHead, emb: Embeddings, lab: VectorLabels | RasterLabels, t0: float, *,
+    split: str, test_size: float, block_size_m: float, seed: int, out: str | Path | None,
+    plots: bool,
+) -> TrainResult:
+    given = fitted.params.get("upsample")
+    data = join_segmentation(emb, lab, upsample=int(given) if given else None)
+    fitted.params["upsample"] = data.upsample
+    if len(data.regions) < 2:
+        raise SpecError("labels", lab.describe()["source"], allowed="labels over 2+ regions",
+                        reason=f"{len(data.regions)} region(s) hold labels")
+    chosen = make_split(data.lon, data.lat, method=split, test_size=test_size,
+                        block_size_m=block_size_m, seed=seed)
+    _check_enough(chosen, None, "segmentation")
+    train_idx = np.flatnonzero(chosen.train)
+    test_idx = np.flatnonzero(chosen.test)
+    t_fit = time.perf_counter()
+    fitted.fit([data.regions[i].values for i in train_idx], [data.labels[i] for i in train_idx])
+    fit_s = time.perf_counter() - t_fit
+    maps = fitted.predict([r.values for r in data.regions])
+    metrics = _segmentation_score(data, maps, test_idx)
+    train_metrics = _segmentation_score(data, maps, train_idx)
+    fitted.info = {
+        "embedder": embedder_info(emb.model, emb.request, str(emb.path) if emb.path else None),
+        "input": {"mode": "grid", "tile_m": None},
+        "labels": lab.describe(),
+        "training": {"split": chosen.info, "join": _join_summary(data.report),
+                     "fit_seconds": round(fit_s, 3)},
+        "metrics": _headline("segmentation", metrics),
+    }
+    result = TrainResult(fitted, metrics, train_metrics, chosen.info, data.report, None, 0.0)
+    if out is not None:
+        result.out = _save_training(fitted, result, Path(out))
+        if plots:
+            result.pictures = _grid_pictures(result.out, fitted, data, maps, test_idx, metrics)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def evaluate(head: Head | str | Path, embeddings: EmbeddingsLike, labels: LabelsLike, *,
+             value: str = "value", model: str | None = None,
+             label_crs: str = "EPSG:4326") -> dict[str, Any]:
+    """Metrics of a trained head on (other) embeddings and labels, joined by georeference.
+
+    Every labelled sample counts (no split): use it on held-out places or years.
+    """
+    fitted = head if isinstance(head, Head) else Head.load(head)
+    emb = _embeddings(embeddings, model)
+    lab = _labels(labels, value, label_crs)
+    if isinstance(fitted, GridHead):
+        data = join_segmentation(emb, lab, upsample=fitted.upsample)
+        maps = fitted.predict([r.values for r in data.regions])
+        return _segmentation_score(data, maps, np.arange(len(data.regions)))
+    assert isinstance(fitted, TabularHead)
+    rows = join_tabular(emb, lab, fitted.task)
+    return score(fitted.task, rows.y, fitted.predict(rows.x))
+
+
+def _segmentation_score(data: SegmentationSet, maps: Sequence[np.ndarray],
+                        index: np.ndarray) -> dict[str, Any]:
+    truth = [data.labels[i].ravel() for i in index]
+    pred = [np.asarray(maps[i]).ravel() for i in index]
+    t = np.concatenate(truth) if truth else np.zeros(0, np.int64)
+    p = np.concatenate(pred) if pred else np.zeros(0, np.int64)
+    keep = t != IGNORE
+    return score("segmentation", t[keep], p[keep])
+
+
+def _save_training(fitted: Head, result: TrainResult, out: Path) -> Path:
+    fitted.save(out)
+    _write_json(out / METRICS_FILE, {
+        "task": fitted.task, "head": fitted.kind, "model": result.model,
+        "metrics": result.metrics, "train_metrics": result.train_metrics,
+        "split": result.split, "join": _join_summary(result.join),
+    })
+    return out
+
+
+def _write_predictions(out: Path, data: TabularSet, predicted: np.ndarray, chosen: Split) -> None:
+    """``predictions.csv``: every labelled sample with its place, label, prediction and side."""
+    path = out / "predictions.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "lon", "lat", "observed", "predicted", "split"])
+        for i, sample in enumerate(data.ids):
+            writer.writerow([sample, f"{data.lon[i]:.7f}", f"{data.lat[i]:.7f}", data.y[i],
+                             predicted[i], "test" if chosen.test[i] else "train"])
+
+
+def _tabular_pictures(out: Path, fitted: Head, emb: Embeddings, data: TabularSet,
+                      predicted: np.ndarray, chosen: Split, metrics: dict[str, Any]) -> list[str]:
+    from eoembed.heads import plots
+
+    title = f"{emb.model} + {fitted.kind} ({chosen.info['method']} split, test set)"
+    pictures: list[Path] = []
+    test = chosen.test
+    if fitted.task == "regression":
+        pictures.append(plots.scatter_png(data.y[test], predicted[test], out / "scatter.png",
+                                          title=title, metrics=metrics))
+    else:
+        pictures.append(plots.confusion_png(np.asarray(metrics["confusion"]), metrics["labels"],
+                                            out / "confusion.png", title=title))
+    categorical = fitted.task != "regression"
+    if data.footprints is not None:
+        pictures.append(plots.footprint_map_png(
+            data.footprints, data.y, predicted, out / "map.png", categorical=categorical,
+            title=f"{emb.model} + {fitted.kind}: every labelled region (train and test)"))
+        pictures.append(plots.pca_footprints_png(data.footprints, data.x, out / "pca.png"))
+    else:
+        rows = _cell_maps(emb, data, predicted, chosen)
+        if rows:
+            title = f"{emb.model} + {fitted.kind}: held-out cells (blank: training cells)"
+            pictures.append(plots.grid_maps_png(rows, out / "map.png", categorical=categorical,
+                                                title=title))
+        grids = emb.grids()[:6]
+        pictures.append(plots.pca_grids_png([(g.id, g.values) for g in grids], out / "pca.png"))
+    return [str(p) for p in pictures]
+
+
+def _cell_maps(emb: Embeddings, data: TabularSet, predicted: np.ndarray,
+               chosen: Split) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Label and prediction maps of held-out cells, for four regions of a cell-level head."""
+    shapes = {g.id: g.values.shape[1:] for g in emb.grids()}
+    rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    categorical = not np.issubdtype(np.asarray(data.y).dtype, np.floating)
+    for i, sample in enumerate(data.ids):
+        if not chosen.test[i]:
+            continue
+        region, r, c = sample.rsplit("/", 2)
+        if region not in rows:
+            shape = shapes[region]
+            rows[region] = (np.full(shape, np.nan), np.full(shape, np.nan))
+        truth, pred = rows[region]
+        truth[int(r), int(c)] = _number(data.y[i], categorical, data.y)
+        pred[int(r), int(c)] = _number(predicted[i], categorical, data.y)
+    # The regions with the most varied labels show the most.
+    varied = sorted(rows.items(), key=lambda kv: -len(np.unique(kv[1][0][np.isfinite(kv[1][0])])))
+    return [(k, t, p) for k, (t, p) in varied[:4]]
+
+
+def _number(value: Any, categorical: bool, labels: np.ndarray) -> float:
+    if not categorical:
+        return float(value)
+    classes = sorted({str(v) for v in labels.tolist()})
+    return float(classes.index(str(value))) if str(value) in classes else math.nan
+
+
+def _grid_pictures(out: Path, fitted: GridHead, data: SegmentationSet, maps: Sequence[np.ndarray],
+                   test_idx: np.ndarray, metrics: dict[str, Any]) -> list[str]:
+    from eoembed.heads import plots
+
+    model = fitted.info.get("embedder", {}).get("id")
+    title = f"{model} + segmentation decoder (test regions)"
+    classes = list(fitted.classes or [])
+    lookup = {c: i for i, c in enumerate(classes)}
+
+    def codes(m: np.ndarray) -> np.ndarray:
+        flat = [lookup.get(v, -1) for v in np.asarray(m).ravel().tolist()]
+        return np.asarray(flat, dtype=float).reshape(np.shape(m))
+
+    # Show the test regions with the most mixed labels: uniform ones say little.
+    mixed = sorted(test_idx.tolist(), key=lambda i: -len(np.unique(data.labels[i])))
+    rows = [(data.regions[i].id, codes(data.labels[i]), codes(maps[i])) for i in mixed[:4]]
+    pictures = [
+        plots.confusion_png(np.asarray(metrics["confusion"]), metrics["labels"],
+                            out / "confusion.png", title=title),
+        plots.grid_maps_png(rows, out / "map.png", title=title),
+        plots.pca_grids_png([(data.regions[i].id, data.regions[i].values)
+                             for i in test_idx[:6]], out / "pca.png"),
+    ]
+    return [str(p) for p in pictures]
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+
+def _compatibility(fitted: Head, emb: Embeddings) -> list[str]:
+    """Refuse embeddings from another embedder; warn about other differences in the request."""
+    trained = fitted.info.get("embedder") or {}
+    now = embedder_info(emb.model, emb.request)
+    if trained.get("id") and trained["id"] != emb.model:
+        raise CapabilityError(
+            f"the head was trained on {trained['id']!r} embeddings, not {emb.model!r}"
+        )
+    for key in ("options", "revision", "weights_sha256"):
+        if trained.get(key) != now.get(key):
+            raise CapabilityError(
+                f"the head was trained on {emb.model!r} with {key}={trained.get(key)!r}; these "
+                f"embeddings have {key}={now.get(key)!r}"
+            )
+    warnings = []
+    for key in ("sensor", "provider", "temporal"):
+        if trained.get(key) is not None and trained.get(key) != now.get(key):
+            warnings.append(f"embeddings differ from the training export in {key}")
+    if trained.get("output", {}).get("pooling") != (now.get("output") or {}).get("pooling") \
+            and fitted.input_mode == "vector" and emb.mode == "pooled":
+        raise CapabilityError("the head was trained on differently pooled embeddings")
+    return warnings
+
+
+def _tags(fitted: Head) -> dict[str, Any]:
+    embedder = fitted.info.get("embedder") or {}
+    return {"head": fitted.kind, "task": fitted.task, "embedder": embedder.get("id"),
+            "embedder_revision": str(embedder.get("revision"))}
+
+
+def _region_maps(fitted: Head, regions: Sequence[RegionGrid]) -> list[tuple[np.ndarray, Grid]]:
+    """Per-region prediction maps (labels or values) on their own grids."""
+    out: list[tuple[np.ndarray, Grid]] = []
+    if isinstance(fitted, GridHead):
+        f = fitted.upsample
+        for region, labels in zip(regions, fitted.predict([r.values for r in regions]),
+                                  strict=True):
+            g = region.grid
+            out.append((labels, Grid(g.crs, g.left, g.top, g.resolution / f, g.width * f,
+                                     g.height * f)))
+        return out
+    assert isinstance(fitted, TabularHead)
+    for region in regions:
+        d, h, w = region.values.shape
+        cells = region.values.reshape(d, h * w).T
+        finite = np.isfinite(cells).all(axis=1)
+        values = np.full(h * w, np.nan, dtype=object)
+        if finite.any():
+            values[finite] = fitted.predict(cells[finite])
+        out.append((values.reshape(h, w), region.grid))
+    return out
+
+
+def _write_maps(out: Path, maps: Sequence[tuple[np.ndarray, Grid]], ids: Sequence[str],
+                fitted: Head) -> list[Path]:
+    encoding = MapEncoding.for_task(fitted.task, fitted.classes)
+    encoded = [(encoding.encode(values, _valid(values)), grid)
+               for values, grid in maps]
+    tags = _tags(fitted)
+    if out.suffix.lower() in RASTER_SUFFIXES:
+        values, grid = mosaic(encoded, encoding)
+        return [write_geotiff(out, values, grid, encoding, tags)]
+    if out.suffix:
+        raise SpecError("out", str(out), allowed=f"a {', '.join(RASTER_SUFFIXES)} file (one "
+                        "mosaic) or a folder (one GeoTIFF per region)")
+    return [write_geotiff(out / f"{region}.tif", values, grid, encoding, tags)
+            for region, (values, grid) in zip(ids, encoded, strict=True)]
+
+
+def _valid(values: np.ndarray) -> np.ndarray:
+    """Cells holding a prediction (not None or NaN)."""
+    flat = [v is not None and not (isinstance(v, float) and math.isnan(v))
+            for v in np.asarray(values, dtype=object).ravel().tolist()]
+    return np.asarray(flat, dtype=bool).reshape(np.shape(values))
+
+
+def predict(
+    head: Head | str | Path,
+    *,
+    out: str | Path,
+    # Embeddings already exported...
+    embeddings: EmbeddingsLike | None = None,
+    model: str | None = None,
+    # ...or a region, embedded now with the head's embedder
+    spatial: SpatialLike | None = None,
+    temporal: TemporalSpec | None = None,
+    provider: str | None = None,
+    device: str = "auto",
+    # Output
+    resolution_m: float | None = None,
+    png: str | Path | None = None,
+) -> PredictResult:
+    """Map a trained head over exported embeddings or over a region.
+
+    Outputs by embeddings and ``out``:
+
+    - pooled embeddings: ``.parquet``/``.geojson``/``.gpkg`` (one row per region: ``id``,
+      ``prediction``, footprint) or ``.tif`` (footprints burnt at ``resolution_m``, default
+      the input pixel size of the export, in the regions' CRS).
+    - grid embeddings: ``.tif`` (one mosaic in the regions' shared CRS) or a folder (one
+      ``<id>.tif`` per region). Cell heads map at the embedding cell size, the segmentation
+      decoder at the label resolution it was trained at.
+    - a region (``spatial``): the head's embedder runs now with the export's options, sensor,
+      provider and time window (``temporal``/``provider`` override them). Grid heads map the
+      region's grid; pooled heads tile the region into squares of the training regions' size
+      and map one pixel per square. ``out`` is a ``.tif``.
+
+    Raises:
+        CapabilityError: embeddings from another embedder, options or weights than the head's.
+        SpecError: neither or both of ``embeddings`` and ``spatial``; an unsupported ``out``.
+    """
+    t0 = time.perf_counter()
+    fitted = head if isinstance(head, Head) else Head.load(head)
+    out = Path(out)
+    if (embeddings is None) == (spatial is None):
+        raise SpecError("embeddings", embeddings, allowed="exported embeddings or a region "
+                        "(spatial=...), exactly one")
+    if spatial is not None:
+        return _predict_region(fitted, spatial, temporal, provider, device, out, png, t0)
+    assert embeddings is not None
+    emb = _embeddings(embeddings, model)
+    warnings = _compatibility(fitted, emb)
+    if emb.mode == "pooled":
+        if isinstance(fitted, GridHead):
+            raise CapabilityError("a segmentation head needs grid embeddings, not pooled ones")
+        files = _predict_pooled(fitted, emb, out, resolution_m)
+        count = len(emb)
+    else:
+        if fitted.info.get("input", {}).get("mode") == "pooled":
+            warnings.append("the head was trained on pooled embeddings; mapping it on grid "
+                            "cells assumes cells look like pooled regions")
+        regions = emb.grids()
+        maps = _region_maps(fitted, regions)
+        files = _write_maps(out, maps, [r.id for r in regions], fitted)
+        count = len(regions)
+        if png is not None:
+            _map_png(files[0], png, fitted)
+    return PredictResult(out, files, fitted.task, count, time.perf_counter() - t0, warnings)
+
+
+def _predict_pooled(fitted: Head, emb: Embeddings, out: Path,
+                    resolution_m: float | None) -> list[Path]:
+    import geopandas as gpd
+
+    assert isinstance(fitted, TabularHead)
+    frame = emb.data
+    predicted = fitted.predict(emb.matrix()) if len(frame) else np.zeros(0)
+    suffix = out.suffix.lower()
+    if suffix in VECTOR_SUFFIXES:
+        table = gpd.GeoDataFrame({"id": frame["id"].to_numpy(), "model": emb.model,
+                                  "prediction": predicted}, geometry=frame.geometry.to_numpy(),
+                                 crs="OGC:CRS84")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix in (".parquet", ".geoparquet"):
+            table.to_parquet(out)
+        else:
+            table.to_file(out, driver="GPKG" if suffix == ".gpkg" else "GeoJSON")
+        return [out]
+    if suffix not in RASTER_SUFFIXES:
+        raise SpecError("out", str(out), allowed=VECTOR_SUFFIXES + RASTER_SUFFIXES)
+    crs_values = sorted({str(c) for c in frame["crs"]}) if "crs" in frame else []
+    if len(crs_values) == 1:
+        crs = crs_values[0]
+    else:
+        from eoembed.grid import local_metric_crs
+
+        centre = frame.geometry.union_all().centroid
+        crs = local_metric_crs(centre.x, centre.y)
+    if resolution_m is None:
+        sizes = [abs(float(t[0])) for t in frame["input_transform"]] \
+            if "input_transform" in frame else [10.0]
+        resolution_m = float(min(sizes))
+    encoding = MapEncoding.for_task(fitted.task, fitted.classes)
+    values, grid = rasterize_footprints(list(frame.geometry), encoding.encode(predicted), crs,
+                                        resolution_m, encoding)
+    return [write_geotiff(out, values, grid, encoding, _tags(fitted))]
+
+
+def _predict_region(
+    fitted: Head, spatial: SpatialLike, temporal: TemporalSpec | None, provider: str | None,
+    device: str, out: Path, png: str | Path | None, t0: float,
+) -> PredictResult:
+    from eoembed.api import get_embeddings_batch
+    from eoembed.specs import BBox, OutputSpec, SensorSpec, TemporalSpec, as_spatial
+
+    embedder = fitted.info.get("embedder") or {}
+    model = embedder.get("id")
+    if not model:
+        raise SpecError("head", "embedder", reason="the head does not record its embedder")
+    if out.suffix.lower() not in RASTER_SUFFIXES:
+        raise SpecError("out", str(out), allowed=RASTER_SUFFIXES,
+                        reason="a region is mapped to one GeoTIFF")
+    region = as_spatial(spatial)
+    temporal = temporal or TemporalSpec.from_dict(embedder["temporal"])
+    sensor = SensorSpec.from_dict(embedder["sensor"]) if embedder.get("sensor") else None
+    source = provider or embedder.get("provider") or "sample"
+    options = dict(embedder.get("options") or {})
+    if fitted.info.get("input", {}).get("mode") == "pooled":
+        tile = fitted.info["input"].get("tile_m")
+        if not tile:
+            raise SpecError("head", "input.tile_m", reason="the head does not record the size "
+                            "of the regions it was trained on")
+        tiles = region.grid(float(tile))
+        boxes = [BBox(tiles.left + c * tiles.resolution, tiles.top - (r + 1) * tiles.resolution,
+                      tiles.left + (c + 1) * tiles.resolution, tiles.top - r * tiles.resolution,
+                      crs=tiles.crs)
+                 for r in range(tiles.height) for c in range(tiles.width)]
+        pooled = OutputSpec.from_dict(embedder["output"]) if embedder.get("output") else None
+        embs = get_embeddings_batch(model, spatials=boxes, temporal=temporal, sensor=sensor,
+                                    output=pooled, provider=source, device=device, **options)
+        assert isinstance(fitted, TabularHead)
+        predicted = fitted.predict(np.stack([np.asarray(e.data) for e in embs]))
+        maps = [(predicted.reshape(tiles.height, tiles.width), tiles)]
+        files = _write_maps(out, maps, ["region"], fitted)
+    else:
+        embs = get_embeddings_batch(model, spatials=[region], temporal=temporal, sensor=sensor,
+                                    output=OutputSpec.grid(), provider=source, device=device,
+                                    **options)
+        from eoembed.heads.inputs import region_grid
+
+        data = embs[0].data
+        if isinstance(data, np.ndarray):
+            raise CapabilityError(f"{model!r} returned a vector, not a grid")
+        grid = region_grid("region", data)
+        files = _write_maps(out, _region_maps(fitted, [grid]), ["region"], fitted)
+    if png is not None:
+        _map_png(files[0], png, fitted)
+    return PredictResult(out, files, fitted.task, 1, time.perf_counter() - t0)
+
+
+def _map_png(tif: Path, png: str | Path, fitted: Head) -> None:
+    import rasterio
+
+    from eoembed.heads.plots import raster_png
+
+    with rasterio.open(tif) as src:
+        values = src.read(1, masked=True).astype(float).filled(np.nan)
+    raster_png(values, png, categorical=fitted.task != "regression",
+               title=f"{fitted.info.get('embedder', {}).get('id')} + {fitted.kind}: "
+               f"predicted {fitted.task}")
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def _expand(entries: Sequence[EmbeddingsLike | tuple[str | Path, str]]) -> list[Embeddings]:
+    """Every (export, model) to compare: a multi-model export without a model gives each."""
+    from eoembed.pipeline.export import JOB_FILE
+
+    out: list[Embeddings] = []
+    for entry in entries:
+        if isinstance(entry, Embeddings):
+            out.append(entry)
+        elif isinstance(entry, tuple):
+            out.append(load_embeddings(entry[0], entry[1]))
+        else:
+            path = Path(entry)
+            job = path / JOB_FILE
+            models = list(json.loads(job.read_text()).get("models", {})) if job.is_file() else []
+            for name in models or [None]:
+                out.append(load_embeddings(path, name))
+    return out
+
+
+def compare(
+    embeddings: Sequence[EmbeddingsLike | tuple[str | Path, str]],
+    labels: LabelsLike,
+    *,
+    value: str = "value",
+    task: str = "regression",
+    head: str = "rf",
+    params: Mapping[str, Any] | None = None,
+    # Split (the same for every model: it is keyed by place)
+    split: str = "random",
+    test_size: float = 0.25,
+    block_size_m: float = 1000.0,
+    seed: int = 0,
+    label_crs: str = "EPSG:4326",
+    # Output
+    out: str | Path | None = None,
+    plots: bool = True,
+) -> CompareResult:
+    """Rank models by one head trained on each one's embeddings, with one label set and split.
+
+    The rs-embed paper's benchmark as one call: each export (or each model of a multi-model
+    export) gets the same head, labels and split (splits are keyed by place, so the same
+    regions are held out for every model), and the models are ranked by the task's primary
+    metric (R2, macro F1 or mIoU). With ``out``, each head is saved under
+    ``out/heads/<model>``, the table as ``compare.json`` and ``compare.csv``, and the ranking
+    as ``compare.png``.
+    """
+    if not embeddings:
+        raise SpecError("embeddings", [], allowed="one or more exports")
+    lab = _labels(labels, value, label_crs)
+    metric = PRIMARY.get(task, "")
+    if task not in TASKS:
+        raise SpecError("task", task, allowed=TASKS)
+    root = Path(out) if out is not None else None
+    rows: list[dict[str, Any]] = []
+    inputs = _expand(embeddings)
+    counts = {m: [e.model for e in inputs].count(m) for m in {e.model for e in inputs}}
+    names: set[str] = set()
+    for emb in inputs:
+        # The same model with other options (another export) is told apart by its folder.
+        folder_name = emb.path.name if emb.path else ""
+        name = emb.model if counts[emb.model] == 1 else f"{emb.model}@{folder_name}"
+        while name in names:
+            name += "'"
+        names.add(name)
+        folder = root / "heads" / re.sub(r"[^A-Za-z0-9._@-]", "_", name) if root else None
+        result = train(emb, lab, task=task, head=head, params=params, split=split,
+                       test_size=test_size, block_size_m=block_size_m, seed=seed,
+                       out=folder, plots=plots)
+        weights = emb.request.get("weights") or {}
+        rows.append({
+            "model": name, "export": str(emb.path) if emb.path else None, "dim": emb.dim,
+            "weights": weights.get("revision") or (emb.request.get("options") or {}).get("weights"),
+            metric: result.metrics[metric], **_headline(task, result.metrics),
+            "n_train": result.split.get("n_train"), "n_test": result.split.get("n_test"),
+            "seconds": round(result.seconds, 3), "head_dir": str(folder) if folder else None,
+        })
+    rows.sort(key=lambda r: (-_finite(r[metric]), r["model"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    ranking = CompareResult(metric, rows, root)
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_json(root / "compare.json", {"task": task, "head": head, "metric": metric,
+                                            "split": split, "seed": seed, "ranking": rows})
+        columns = ["rank", "model", metric, *[k for k in rows[0] if k not in ("rank", "model",
+                   metric, "per_class_iou")]]
+        with open(root / "compare.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        if plots:
+            from eoembed.heads.plots import ranking_png
+
+            png = ranking_png([r["model"] for r in rows], [r[metric] for r in rows],
+                              root / "compare.png", metric=metric,
+                              title=f"{head} head, {split} split, {task}")
+            ranking.pictures = [str(png)]
+    return ranking
+
+
+def _finite(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return -math.inf
+    return number if math.isfinite(number) else -math.inf
