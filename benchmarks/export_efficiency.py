@@ -5,7 +5,8 @@ On the sample scene, in one run, with the same built model and batch size:
 1. end to end: ``export_batch`` of N distinct regions to GeoParquet (fetch, embed, write,
    manifest), from a fresh provider;
 2. forward only: the same model on the same regions' pixels, pre-loaded as one array
-   (steps 1 and 2 alternate for ``--rounds`` rounds; medians are reported);
+   (1 and 2 alternate for ``--rounds`` rounds; each export is paired with the forward runs
+   around it, and the efficiency is the median of the paired ratios);
 3. peak memory (max RSS) of exports of 1,000 and 10,000 small regions, each in a fresh
    child process;
 4. fetches made vs unique requests, for a job with duplicate regions and two models that
@@ -55,23 +56,29 @@ def model_args(model: str) -> dict[str, dict[str, str]]:
 
 def efficiency(
     model: str, n: int, buffer_m: float, batch_size: int, rounds: int, fetch_workers: int
-) -> tuple[float, float]:
-    """Median (end-to-end regions/s, forward-only regions/s) over ``rounds`` back-to-back pairs.
+) -> tuple[float, float, list[float]]:
+    """End-to-end and forward-only regions/s (medians), and the paired ratio of each round.
 
-    Each end-to-end run gets a fresh provider (built untimed: its catalogue is read once per
-    process in real use too) and starts with no open file and an empty GDAL block cache.
+    Each round times the forward pass, then the export, then the forward pass again, and
+    divides the export's rate by the mean of the two forward rates around it: this machine's
+    speed drifts by 20 % over minutes, and pairing cancels the drift. Each export gets a fresh
+    provider (built untimed: a catalogue is read once per process in real use too) and starts
+    with no open file and an empty GDAL block cache.
     """
     spatials = regions(n, buffer_m)
     args = model_args(model)
     embedder = cached_embedder(model, "cpu", batch_size, dict(args.get(model, {})))
     sensor = default_sensor(describe_model(model))
-    warm = np.random.default_rng(0).uniform(
-        0, 3000, (batch_size, len(sensor.bands), *spatials[0].grid(10).shape)
-    ).astype(np.float32)
-    embedder.embed(warm, OutputSpec.pooled())
     pixels = np.stack([SampleProvider().fetch(s, WINDOW, sensor).values for s in spatials])
+    embedder.embed(pixels[:batch_size], OutputSpec.pooled())  # warm-up
 
-    e2e, forward = [], []
+    def forward() -> float:
+        t0 = time.perf_counter()
+        embedder.embed(pixels, OutputSpec.pooled())
+        return n / (time.perf_counter() - t0)
+
+    e2e, fwd, ratios = [], [], []
+    before = forward()
     for _ in range(rounds):
         provider = SampleProvider()
         clear_handle_cache()
@@ -82,12 +89,14 @@ def efficiency(
                 device="cpu", batch_size=batch_size, fetch_workers=fetch_workers,
                 model_args=args, progress=False,
             )
-            e2e.append(n / (time.perf_counter() - t0))
+            rate = n / (time.perf_counter() - t0)
         assert result.ok == n, result.to_dict()
-        t0 = time.perf_counter()
-        embedder.embed(pixels, OutputSpec.pooled())
-        forward.append(n / (time.perf_counter() - t0))
-    return float(np.median(e2e)), float(np.median(forward))
+        after = forward()
+        e2e.append(rate)
+        fwd.append(after)
+        ratios.append(rate / ((before + after) / 2))
+        before = after
+    return float(np.median(e2e)), float(np.median(fwd)), ratios
 
 
 def child_memory(n: int) -> None:
@@ -137,7 +146,7 @@ def main() -> None:
     parser.add_argument("--buffer-m", type=float, default=1280)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--fetch-workers", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory", type=int, nargs=2, default=(1000, 10000),
                         metavar=("SMALL", "LARGE"))
     parser.add_argument("--skip-memory", action="store_true")
@@ -158,13 +167,14 @@ def main() -> None:
     print(f"fetches {counts['fetches']} for {counts['unique_requests']} unique requests "
           f"({counts['regions_listed']} regions listed x {counts['models']} models, "
           f"{counts['written']} written)")
-    e2e, forward = efficiency(args.model, args.regions, args.buffer_m, args.batch_size,
-                              args.rounds, args.fetch_workers)
+    e2e, forward, ratios = efficiency(args.model, args.regions, args.buffer_m, args.batch_size,
+                                      args.rounds, args.fetch_workers)
     print(f"model {args.model}  regions {args.regions}  batch {args.batch_size}  "
-          f"fetch workers {args.fetch_workers}  median of {args.rounds} rounds")
-    print(f"forward only {forward:8.2f} regions/s")
-    print(f"end to end   {e2e:8.2f} regions/s")
-    print(f"efficiency {e2e / forward:.3f}")
+          f"fetch workers {args.fetch_workers}  {args.rounds} rounds")
+    print(f"forward only {forward:8.2f} regions/s (median)")
+    print(f"end to end   {e2e:8.2f} regions/s (median)")
+    print(f"paired ratios {' '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"efficiency {float(np.median(ratios)):.3f}")
 
 
 if __name__ == "__main__":

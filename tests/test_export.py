@@ -89,7 +89,9 @@ def test_pooled_export_equals_the_one_call_api_and_dedupes(tmp_path, provider):
 def test_ids_are_deterministic_and_rerun_reuses_everything(tmp_path, provider):
     regions = points(4)
     kwargs = {"temporal": WINDOW, "provider": provider, "device": "cpu", "progress": False}
+    interval = sys.getswitchinterval()
     first = export_batch(regions, "mosaiks", out=tmp_path / "a", **kwargs)
+    assert sys.getswitchinterval() == interval  # shortened only while the export runs
     again = export_batch(regions, "mosaiks", out=tmp_path / "a", **kwargs)
     other = export_batch(regions[::-1], "mosaiks", out=tmp_path / "b", **kwargs)
     assert first.ok == 4 and again.ok == 0 and again.reused == 4 and again.fetches == 0
