@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed._version import __version__
+from eoembed.embedders.context import SampleContext
 from eoembed.embedders.registry import describe_model, embedder_class
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError
@@ -180,6 +181,9 @@ def get_embeddings_batch(
     t_fetched = time.perf_counter()
 
     bands = list(card.input.band_names)
+    contexts = {
+        r.fingerprint: SampleContext.from_specs(r, temporal, sensor.scale_m) for r in regions
+    }
     keys = list(patches)
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for key in keys:
@@ -187,7 +191,8 @@ def get_embeddings_batch(
     results: dict[str, np.ndarray] = {}
     for group in by_shape.values():
         stack = np.stack([patches[k].sel(band=bands).values for k in group])
-        for key, value in zip(group, embedder.embed(stack, output), strict=True):
+        values = embedder.embed(stack, output, [contexts[k] for k in group])
+        for key, value in zip(group, values, strict=True):
             results[key] = value
     t_embedded = time.perf_counter()
 
@@ -223,6 +228,11 @@ def get_embeddings_batch(
             "input_shape": [len(bands), *patch.shape[1:]],
             "embedding_dim": int(values.shape[0]),
         }
+        if card.input.side_inputs:
+            meta["side_inputs"] = {
+                "uses": list(card.input.side_inputs), **contexts[key].to_dict(),
+                "date_note": "middle of the time window (composite)",
+            }
         data: np.ndarray | xr.DataArray = values
         if output.mode == "grid":
             data = georeference(values, grid)

@@ -7,14 +7,18 @@ numpy. Only this layer imports torch, and only when an embedder is built.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from eoembed.embedders.card import ModelCard
+from eoembed.embedders.context import SampleContext
 from eoembed.embedders.options import EmbedderOptions
+from eoembed.embedders.tiling import stitch_tiles, tile_starts
 from eoembed.errors import CapabilityError, DependencyNotFoundError
 
 if TYPE_CHECKING:
@@ -81,8 +85,23 @@ class Embedder(ABC):
         """Create the network on ``self.device`` and load its weights."""
 
     @abstractmethod
-    def forward_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised input ``(n, C, H, W)`` -> spatial features ``(n, D, h, w)``."""
+    def forward_grid(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
+        """Normalised input ``(n, C, H, W)`` -> spatial features ``(n, D, h, w)``.
+
+        ``context`` holds one :class:`SampleContext` per sample (empty when unknown).
+        """
+
+    native_pooling: ClassVar[bool] = False
+    """Whether the model has its own global embedding (``forward_pooled``) rather than the
+    mean of its grid (CLIP's projected image embedding, for instance)."""
+
+    def forward_pooled(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
+        """Model-defined global embedding ``(n, D)``; only called when ``native_pooling``."""
+        raise NotImplementedError
 
     # -- shared behaviour ---------------------------------------------------------------
 
@@ -124,8 +143,78 @@ class Embedder(ABC):
         )
         return resized
 
-    def embed(self, pixels: np.ndarray, output: OutputSpec) -> np.ndarray:
-        """``(N, C, H, W)`` provider pixels -> ``(N, D)`` pooled or ``(N, D, h, w)`` grids."""
+    @property
+    def input_prep(self) -> str:
+        """``"resize"`` (whole region to the native size) or ``"tile"`` (native-size tiles)."""
+        prep: str = getattr(self.options, "input_prep", "resize")
+        return prep if self.card.input.image_size else "resize"
+
+    @property
+    def use_bf16(self) -> bool:
+        """Whether forward passes run under bf16 autocast (see ``TorchOptions.precision``)."""
+        return False
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """bf16 autocast on this embedder's device when ``use_bf16``; a no-op otherwise."""
+        torch = import_torch()
+        if not self.use_bf16:
+            yield
+            return
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            yield
+
+    def _grid(self, x: torch.Tensor, context: Sequence[SampleContext]) -> torch.Tensor:
+        size = self.card.input.image_size
+        if self.input_prep != "tile" or size is None:
+            return self.forward_grid(self.prepare(x), context)
+        grids = []
+        for i in range(len(x)):
+            ctx = list(context[i : i + 1])
+            grids.append(stitch_tiles(
+                x[i : i + 1], size, self.card.input.patch_size,
+                lambda t, ctx=ctx: self.forward_grid(t, ctx * len(t)),  # type: ignore[misc]
+                self.batch_size,
+            ))
+        stitched: torch.Tensor = import_torch().cat(grids)
+        return stitched
+
+    def _pooled(
+        self, x: torch.Tensor, context: Sequence[SampleContext], pooling: str
+    ) -> np.ndarray:
+        if not self.native_pooling:
+            return pool_grid(self._grid(x, context).float().cpu().numpy(), pooling)
+        size = self.card.input.image_size
+        if self.input_prep != "tile" or size is None:
+            return np.asarray(self.forward_pooled(self.prepare(x), context).float().cpu().numpy())
+        # Tiled global embeddings: the model's own embedding of each native-size tile, pooled.
+        out = []
+        for i in range(len(x)):
+            image = x[i : i + 1]
+            pad_h, pad_w = max(0, size - image.shape[-2]), max(0, size - image.shape[-1])
+            if pad_h or pad_w:
+                image = import_torch().nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+            tiles = [
+                image[..., y : y + size, c : c + size]
+                for y in tile_starts(image.shape[-2], size, 1)
+                for c in tile_starts(image.shape[-1], size, 1)
+            ]
+            ctx = list(context[i : i + 1])
+            emb = import_torch().cat([self.forward_pooled(t, ctx) for t in tiles])
+            out.append(pool_grid(emb.float().cpu().numpy().T[None, :, :, None], pooling))
+        return np.concatenate(out)
+
+    def embed(
+        self,
+        pixels: np.ndarray,
+        output: OutputSpec,
+        context: Sequence[SampleContext] | None = None,
+    ) -> np.ndarray:
+        """``(N, C, H, W)`` provider pixels -> ``(N, D)`` pooled or ``(N, D, h, w)`` grids.
+
+        ``context`` gives each sample's location, date and GSD for models that take them.
+        """
         torch = import_torch()
         if pixels.ndim != 4 or pixels.shape[1] != len(self.card.input.bands):
             raise CapabilityError(
@@ -137,16 +226,20 @@ class Embedder(ABC):
                 f"model {self.card.id!r} gives {', '.join(self.card.outputs)} output, "
                 f"not {output.mode!r}"
             )
+        contexts = list(context) if context is not None else []
+        if contexts and len(contexts) != len(pixels):
+            raise CapabilityError(f"{len(contexts)} contexts for {len(pixels)} samples")
         chunks = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(pixels), self.batch_size):
-                batch = torch.from_numpy(self.normalise(pixels[start : start + self.batch_size]))
-                feats = self.forward_grid(self.prepare(batch.to(self.device)))
-                chunks.append(feats.float().cpu().numpy())
-        grid = np.concatenate(chunks).astype(np.float32, copy=False)
-        if output.mode == "grid":
-            return grid
-        return pool_grid(grid, output.pooling or "mean")
+                stop = start + self.batch_size
+                batch = torch.from_numpy(self.normalise(pixels[start:stop])).to(self.device)
+                ctx = contexts[start:stop]
+                if output.mode == "grid":
+                    chunks.append(self._grid(batch, ctx).float().cpu().numpy())
+                else:
+                    chunks.append(self._pooled(batch, ctx, output.pooling or "mean"))
+        return np.concatenate(chunks).astype(np.float32, copy=False)
 
     @property
     def embedding_dim(self) -> int:

@@ -44,6 +44,9 @@ class InputContract:
     """Input pixels per output grid cell."""
     normalisation: Normalisation
     frames: int = 1
+    side_inputs: tuple[str, ...] = ()
+    """Per-sample inputs besides pixels, from :data:`eoembed.embedders.context.SIDE_INPUTS`
+    (band wavelengths, GSD, lat/lon, date), taken from each region's :class:`SampleContext`."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -58,12 +61,19 @@ class WeightsSource:
     repo_id: str
     filename: str
     revision: str
-    """A full commit hash, never a branch name."""
+    """A full commit hash; a branch name only where no commit could be verified (then the
+    commit and sha256 actually downloaded are recorded in each embedding's metadata)."""
     sha256: str
-    """sha256 of the file, or the leading hex digits of it that the publisher pins."""
+    """sha256 of the file, or the leading hex digits of it that the publisher pins; empty
+    when unknown (unpinned)."""
     licence: str
     url: str = ""
     """Human-readable page for the weights."""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether both the commit and the file's hash are fixed."""
+        return len(self.revision) == 40 and bool(self.sha256)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,11 @@ class ModelCard:
     citation: str
     grid_matches_input: bool = False
     """Whether grid cells are input pixels (``patch_size == 1``)."""
+    reference: str = ""
+    """The implementation the adapter is tested against (package and entry point)."""
+    bf16: bool = True
+    """Whether ``precision="auto"`` may use bf16 autocast (embeddings keep cosine >= 0.999
+    with fp32); False where that was measured not to hold."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

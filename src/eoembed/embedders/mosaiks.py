@@ -21,7 +21,11 @@ from eoembed.embedders.options import EmbedderOptions
 from eoembed.errors import ModelArgumentError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+
+    from eoembed.embedders.context import SampleContext
 
 __all__ = ["Mosaiks"]
 
@@ -107,7 +111,9 @@ class Mosaiks(Embedder):
         self.filters = torch.from_numpy(filters.astype(np.float32)).to(self.device)
         self.weights_meta = {"source": "random filters", "seed": o.seed}
 
-    def forward_grid(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_grid(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
         """Convolve, rectify both signs, average over ``cell_px`` cells."""
         th = import_torch()
         f = th.nn.functional

@@ -16,7 +16,11 @@ from eoembed.embedders.card import InputContract, ModelCard, Normalisation, Weig
 from eoembed.embedders.timm_backbone import TimmEmbedder
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+
+    from eoembed.embedders.context import SampleContext
 
 __all__ = ["SSL4EOResNet50DINO", "SSL4EOResNet50MoCo", "SSL4EOViTS16DINO", "SSL4EOViTS16MoCo"]
 
@@ -106,7 +110,11 @@ class _SSL4EOResNet50(TimmEmbedder):
     vit = False
     ignored_keys: ClassVar[tuple[str, ...]] = ("fc.weight", "fc.bias")
 
-    def forward_grid(self, x: torch.Tensor) -> torch.Tensor:
+    channels_last_ok = True
+
+    def forward_grid(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
         """``(n, 2048, 7, 7)`` from the last residual stage."""
         out: torch.Tensor = self.model.forward_features(x)
         return out

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eoembed.embedders.context import SampleContext
 from eoembed.errors import NoDataError
 from eoembed.pipeline.manifest import Manifest, ManifestEntry
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
@@ -312,7 +313,11 @@ class _ModelStage:
         retry = self.settings.retry
 
         def run(items: Sequence[_Item]) -> np.ndarray:
-            return embedder.embed(np.stack([i.pixels for i in items]), self.output)
+            contexts = [
+                SampleContext.from_specs(i.job.spatial, self.temporal, i.fetched.task.sensor.scale_m)
+                for i in items
+            ]
+            return embedder.embed(np.stack([i.pixels for i in items]), self.output, contexts)
 
         try:
             tried = retry.call(lambda: run(batch))
