@@ -7,6 +7,8 @@ region once, batch the forward pass across regions, georeference grid outputs.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ import numpy as np
 
 from eoembed._version import __version__
 from eoembed.embedders.context import SampleContext
-from eoembed.embedders.registry import describe_model, embedder_class
+from eoembed.embedders.registry import describe_model, embedder_class, list_models
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError
 from eoembed.grid import Grid
@@ -121,15 +123,57 @@ def _fetch_unique(
     temporal: TemporalSpec,
     sensor: SensorSpec,
     max_workers: int,
+    frames: int | None = None,
 ) -> dict[str, xr.DataArray]:
     unique: dict[str, SpatialSpec] = {}
     for s in spatials:
         unique.setdefault(s.fingerprint, s)
+
+    def fetch(s: SpatialSpec) -> xr.DataArray:
+        if frames is None:
+            return provider.fetch(s, temporal, sensor)
+        patch: xr.DataArray = provider.fetch_series(  # type: ignore[attr-defined]
+            s, temporal, sensor, frames=frames
+        )
+        return patch
+
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(unique)))) as pool:
-        futures = {
-            key: pool.submit(provider.fetch, s, temporal, sensor) for key, s in unique.items()
-        }
+        futures = {key: pool.submit(fetch, s) for key, s in unique.items()}
         return {key: f.result() for key, f in futures.items()}
+
+
+def _check_frames(card: ModelCard, frames: int | None, provider: Provider) -> None:
+    """Refuse, before any I/O, a time series for a single-image model or a provider."""
+    if frames is None:
+        return
+    if card.input.frames <= 1:
+        raise CapabilityError(
+            f"model {card.id!r} takes one image, not frames={frames}; temporal models: "
+            + ", ".join(m for m in list_models() if describe_model(m).input.frames > 1)
+        )
+    if not 1 <= frames <= card.input.frames:
+        raise CapabilityError(
+            f"model {card.id!r} takes 1..{card.input.frames} frames, not frames={frames}"
+        )
+    if not hasattr(provider, "fetch_series"):
+        raise CapabilityError(f"provider {provider.name!r} gives no time series (frames=)")
+
+
+def _frame_dates(patch: xr.DataArray) -> tuple[dt.date | None, ...]:
+    """Each frame's acquisition day, or the middle of its bin when the day is unknown."""
+    dates: list[dt.date | None] = []
+    for i in range(patch.sizes["time"]):
+        frame = patch.isel(time=i)
+        stamp = frame.coords["time"].values
+        if not np.isnat(stamp):
+            dates.append(dt.date.fromisoformat(str(stamp)[:10]))
+        elif "time_start" in frame.coords and "time_end" in frame.coords:
+            start = dt.date.fromisoformat(str(frame.coords["time_start"].values)[:10])
+            end = dt.date.fromisoformat(str(frame.coords["time_end"].values)[:10])
+            dates.append(start + (end - start) / 2)
+        else:
+            dates.append(None)
+    return tuple(dates)
 
 
 def get_embeddings_batch(
@@ -143,6 +187,7 @@ def get_embeddings_batch(
     device: str = "auto",
     batch_size: int = 16,
     fetch_workers: int = 4,
+    frames: int | None = None,
     **model_args: Any,
 ) -> list[Embedding]:
     """Embeddings for many regions with one model: each region fetched once, forward batched.
@@ -157,6 +202,8 @@ def get_embeddings_batch(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         batch_size: regions per forward pass.
         fetch_workers: regions fetched concurrently.
+        frames: for temporal models, a time series of this many frames (equal bins of the
+            window, see ``fetch_series``) instead of one composite.
         **model_args: the model's own arguments (see ``describe_model``); unknown ones fail.
 
     Returns:
@@ -174,16 +221,22 @@ def get_embeddings_batch(
     sensor = sensor or default_sensor(card)
     source = get_provider(provider)
     warnings = check_contract(card, sensor, source)
+    _check_frames(card, frames, source)
     embedder = cached_embedder(model, device, batch_size, model_args)
     t_built = time.perf_counter()
 
-    patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers)
+    patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers, frames)
     t_fetched = time.perf_counter()
 
     bands = list(card.input.band_names)
     contexts = {
         r.fingerprint: SampleContext.from_specs(r, temporal, sensor.scale_m) for r in regions
     }
+    if frames is not None:
+        contexts = {
+            k: dataclasses.replace(c, frame_dates=_frame_dates(patches[k]))
+            for k, c in contexts.items()
+        }
     keys = list(patches)
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for key in keys:
@@ -225,13 +278,16 @@ def get_embeddings_batch(
             "scene_times": list(patch.attrs.get("scene_times", [])),
             "valid_fraction": patch.attrs.get("valid_fraction"),
             "input_grid": grid.to_dict(),
-            "input_shape": [len(bands), *patch.shape[1:]],
+            "input_shape": [len(bands), *patch.shape[-2:]],
             "embedding_dim": int(values.shape[0]),
         }
+        if frames is not None:
+            meta["frames"] = int(patch.sizes["time"])
         if card.input.side_inputs:
             meta["side_inputs"] = {
                 "uses": list(card.input.side_inputs), **contexts[key].to_dict(),
-                "date_note": "middle of the time window (composite)",
+                "date_note": "middle of the time window (composite)"
+                if frames is None else "frame_dates: acquisition day or middle of the bin",
             }
         data: np.ndarray | xr.DataArray = values
         if output.mode == "grid":
@@ -264,6 +320,7 @@ def get_embedding(
     output: OutputSpec | None = None,
     provider: str | Provider = "sample",
     device: str = "auto",
+    frames: int | None = None,
     **model_args: Any,
 ) -> Embedding:
     """The embedding of one region and time window by one model.
@@ -276,7 +333,7 @@ def get_embedding(
     """
     return get_embeddings_batch(
         model, spatials=[spatial], temporal=temporal, sensor=sensor, output=output,
-        provider=provider, device=device, **model_args,
+        provider=provider, device=device, frames=frames, **model_args,
     )[0]
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich import box
@@ -135,9 +135,19 @@ def _bands_text(bands: tuple[str, ...]) -> str:
 
 
 @app.command("models")
-def models_command() -> None:
+def models_command(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the docs' markdown table instead.")
+    ] = False,
+) -> None:
     """List the registered models: family, embedding size, outputs, bands and GSD."""
     from eoembed.embedders import describe_model, list_models
+
+    if markdown:
+        from eoembed.embedders.model_table import markdown_table
+
+        typer.echo(markdown_table())
+        return
 
     table = Table(
         "id", "family", "dim", "outputs", "bands", "GSD",

@@ -138,10 +138,11 @@ class Embedder(ABC):
         if size is None or tuple(x.shape[-2:]) == (size, size):
             return x
         th = import_torch()
+        flat = x.reshape(-1, *x.shape[-3:])  # frames (N, T, C, H, W) resize as N*T images
         resized: torch.Tensor = th.nn.functional.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            flat, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
-        return resized
+        return resized.reshape(*x.shape[:-2], size, size)
 
     @property
     def input_prep(self) -> str:
@@ -213,13 +214,23 @@ class Embedder(ABC):
     ) -> np.ndarray:
         """``(N, C, H, W)`` provider pixels -> ``(N, D)`` pooled or ``(N, D, h, w)`` grids.
 
-        ``context`` gives each sample's location, date and GSD for models that take them.
+        Temporal models (``card.input.frames > 1``) also take ``(N, T, C, H, W)`` frames.
+        ``context`` gives each sample's location, date(s) and GSD for models that take them.
         """
         torch = import_torch()
-        if pixels.ndim != 4 or pixels.shape[1] != len(self.card.input.bands):
+        bands, frames = len(self.card.input.bands), self.card.input.frames
+        if pixels.ndim == 5 and frames > 1:
+            if pixels.shape[2] != bands or not 1 <= pixels.shape[1] <= frames:
+                raise CapabilityError(
+                    f"model {self.card.id!r} takes (N, T <= {frames}, {bands}, H, W) frames, "
+                    f"got shape {pixels.shape}"
+                )
+        elif pixels.ndim != 4 or pixels.shape[1] != bands:
+            takes = f"(N, {bands}, H, W) pixels" + (
+                f" or (N, T <= {frames}, {bands}, H, W) frames" if frames > 1 else ""
+            )
             raise CapabilityError(
-                f"model {self.card.id!r} takes (N, {len(self.card.input.bands)}, H, W) pixels,"
-                f" got shape {pixels.shape}"
+                f"model {self.card.id!r} takes {takes}, got shape {pixels.shape}"
             )
         if output.mode not in self.card.outputs:
             raise CapabilityError(

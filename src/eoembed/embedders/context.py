@@ -30,6 +30,8 @@ class SampleContext:
     date: dt.date | None
     """Acquisition date, or the middle of the time window when pixels are a composite."""
     gsd_m: float
+    frame_dates: tuple[dt.date | None, ...] = ()
+    """One date per frame when pixels are a time series ``(T, C, H, W)``."""
 
     @classmethod
     def unknown(cls, gsd_m: float) -> SampleContext:
@@ -56,4 +58,6 @@ class SampleContext:
             "lat": None if math.isnan(self.lat) else self.lat,
             "date": self.date.isoformat() if self.date else None,
             "gsd_m": self.gsd_m,
+            **({"frame_dates": [d.isoformat() if d else None for d in self.frame_dates]}
+               if self.frame_dates else {}),
         }

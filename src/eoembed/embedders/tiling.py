@@ -45,7 +45,7 @@ def stitch_tiles(
     forward: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int,
 ) -> torch.Tensor:
-    """``(N, D, H/patch, W/patch)`` features of ``x`` ``(N, C, H, W)`` from native-size tiles.
+    """``(N, D, H/patch, W/patch)`` features of ``x`` ``(N, [T,] C, H, W)`` from native tiles.
 
     ``forward`` maps ``(n, C, size, size)`` to ``(n, D, size/patch, size/patch)``. Sides smaller than ``size`` are reflect-padded (the padding's cells are cropped off).
     """
@@ -61,10 +61,13 @@ def stitch_tiles(
     pad_h, pad_w = max(0, size - height), max(0, size - width)
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        lead = x.shape[:-3]
+        flat = x.reshape(-1, *x.shape[-3:])  # padding modes take 4-d input; frames fold in
+        x = torch.nn.functional.pad(flat, (0, pad_w, 0, pad_h), mode=mode)
+        x = x.reshape(*lead, *x.shape[-3:])
     cells = size // patch
     ys, xs = tile_starts(x.shape[-2], size, patch), tile_starts(x.shape[-1], size, patch)
-    tiles = torch.stack([x[:, :, y : y + size, c : c + size] for y in ys for c in xs], dim=1)
+    tiles = torch.stack([x[..., y : y + size, c : c + size] for y in ys for c in xs], dim=1)
     flat = tiles.reshape(-1, *tiles.shape[2:])
     outputs = torch.cat([forward(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
     outputs = outputs.reshape(len(x), len(ys), len(xs), *outputs.shape[1:])

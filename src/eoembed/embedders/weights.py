@@ -66,7 +66,7 @@ def download_weights(model_id: str, source: WeightsSource) -> Path:
             + _how_to_get(model_id, source)
         ) from None
     digest = file_sha256(path)
-    if not digest.startswith(source.sha256.lower()):
+    if source.sha256 and not digest.startswith(source.sha256.lower()):
         raise ChecksumError(
             f"weights file {path} for {model_id!r} has sha256 {digest}, expected "
             f"{source.sha256}...; delete it and download again"
@@ -96,10 +96,21 @@ def resolve_weights(
         "source": "huggingface",
         "repo_id": source.repo_id,
         "revision": source.revision,
+        # The hub cache stores files under snapshots/<commit>/: what was actually loaded.
+        "commit": _snapshot_commit(path) or source.revision,
+        "pinned": source.pinned,
         "filename": source.filename,
         "sha256": file_sha256(path),
         "licence": source.licence,
     }
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    """The commit a hub-cache file belongs to (``.../snapshots/<commit>/<filename>``)."""
+    for parent in path.parents:
+        if parent.parent.name == "snapshots":
+            return parent.name
+    return None
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""The documentation's model table, generated from the model cards (never written by hand).
+
+``eoembed models --markdown`` prints it; ``scripts/update_readme.py`` writes it between the
+README's ``<!-- models:start -->`` / ``<!-- models:end -->`` markers and a test keeps the two
+equal, so the docs cannot drift from the cards.
+"""
+
+from __future__ import annotations
+
+from eoembed.embedders.card import ModelCard
+from eoembed.embedders.registry import describe_model, list_models
+
+__all__ = ["README_MARKERS", "markdown_table", "model_row"]
+
+README_MARKERS = ("<!-- models:start -->", "<!-- models:end -->")
+
+_HEADER = (
+    "| id | family | input | side inputs | dim | outputs | weights | licence |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def _bands(card: ModelCard) -> str:
+    names = card.input.band_names
+    if len(names) > 6:
+        return f"{len(names)} S2 bands ({names[0]}..{names[-1]})"
+    return " ".join(names)
+
+
+def _input(card: ModelCard) -> str:
+    contract = card.input
+    size = f"{contract.image_size} px" if contract.image_size else "any size"
+    return (
+        f"{_bands(card)}, {contract.processing_level}, {contract.gsd_m:g} m; {size}, "
+        f"{contract.patch_size} px/cell"
+    )
+
+
+def _weights(card: ModelCard) -> str:
+    w = card.weights
+    if w is None:
+        return "none (no training)"
+    pin = f"`{w.revision[:7]}`" if w.pinned else "unpinned"
+    return f"[{w.repo_id}]({w.url or 'https://huggingface.co/' + w.repo_id}) {pin}"
+
+
+def model_row(card: ModelCard) -> str:
+    """One markdown table row for ``card``."""
+    cells = [
+        f"`{card.id}`",
+        card.family,
+        _input(card),
+        ", ".join(card.input.side_inputs) or "-",
+        str(card.embedding_dim),
+        ", ".join(card.outputs),
+        _weights(card),
+        card.licence.replace("|", "/"),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_table() -> str:
+    """Every registered model as a markdown table, sorted by id."""
+    rows = [model_row(describe_model(m)) for m in list_models()]
+    return "\n".join([_HEADER, *rows])
