@@ -15,7 +15,7 @@ def render(text: str) -> str:
     start, end = README_MARKERS
     head, _, rest = text.partition(start)
     _, _, tail = rest.partition(end)
-    if not rest or not tail and end not in rest:
+    if not rest or (not tail and end not in rest):
         sys.exit(f"README.md lacks the {start} / {end} markers")
     return f"{head}{start}\n{markdown_table()}\n{end}{tail}"
 

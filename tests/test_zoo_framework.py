@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -14,15 +15,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from zoo import checkpoint_bytes, offline_hub, rel_error  # noqa: E402, F401
-
-from eoembed import OutputSpec, get_embedding  # noqa: E402
-from eoembed.embedders import describe_model, get_embedder, list_models  # noqa: E402
-from eoembed.embedders.context import SIDE_INPUTS, SampleContext  # noqa: E402
-from eoembed.embedders.model_table import README_MARKERS, markdown_table  # noqa: E402
-from eoembed.embedders.registry import embedder_class  # noqa: E402
-from eoembed.embedders.tiling import stitch_tiles, tile_starts  # noqa: E402
-from eoembed.errors import CapabilityError  # noqa: E402
+from eoembed import OutputSpec, get_embedding
+from eoembed.embedders import describe_model, get_embedder, list_models
+from eoembed.embedders.context import SIDE_INPUTS, SampleContext
+from eoembed.embedders.model_table import README_MARKERS, markdown_table
+from eoembed.embedders.registry import embedder_class
+from eoembed.embedders.tiling import stitch_tiles, tile_starts
+from eoembed.errors import CapabilityError
+from zoo import checkpoint_bytes, offline_hub, rel_error  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_tiles_cover_the_region_on_patch_boundaries(length: int, size: int, patc
     starts = tile_starts(length, size, patch)
     assert starts[0] == 0 and starts[-1] == length - size
     assert all(s % patch == 0 for s in starts)
-    assert all(b - a <= size for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= size for a, b in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize("shape", [(512, 320), (160, 96), (224, 224), (464, 240)])
@@ -129,7 +129,7 @@ def test_context_from_specs_is_the_centroid_and_window_middle() -> None:
 
 
 def test_unpinned_weights_record_what_was_loaded(
-    offline_hub: Path, monkeypatch: pytest.MonkeyPatch
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811 (fixture)
 ) -> None:
     import timm
 
@@ -177,3 +177,22 @@ def test_readme_model_table_is_generated_from_the_cards() -> None:
     assert render(text) == text, "README model table is stale: run scripts/update_readme.py"
     table = markdown_table()
     assert all(f"`{m}`" in table for m in list_models())
+
+
+def test_frames_are_refused_for_single_image_models_before_any_io() -> None:
+    from eoembed import PointBuffer, TemporalSpec
+
+    class NoReads:
+        name = "no-reads"
+
+        def collections(self) -> object:
+            raise AssertionError("the provider was asked before the frames check")
+
+    with pytest.raises(CapabilityError, match="takes one image, not frames=3"):
+        get_embedding(
+            "ssl4eo-s12-vit-s16-dino", spatial=PointBuffer(lon=-75.7, lat=37.7, buffer_m=640),
+            temporal=TemporalSpec.year(2021), frames=3, device="cpu", weights="random",
+        )
+    embedder = get_embedder("ssl4eo-s12-vit-s16-dino", device="cpu", weights="random")
+    with pytest.raises(CapabilityError, match=r"takes \(N, 13, H, W\) pixels"):
+        embedder.embed(np.zeros((1, 2, 13, 32, 32), np.float32), OutputSpec.pooled())

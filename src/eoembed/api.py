@@ -51,9 +51,22 @@ _EMBEDDER_CACHE: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
 _EMBEDDER_CACHE_SIZE = 4
 
 
-def default_sensor(card: ModelCard) -> SensorSpec:
-    """The sensor a model was trained on: its first collection, its bands, its GSD."""
-    return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
+def default_sensor(card: ModelCard, provider: Provider | None = None) -> SensorSpec:
+    """The sensor a model was trained on: its first collection, its bands, its GSD.
+
+    With a ``provider``: the first of the model's collections it serves; failing that, the
+    first collection it serves with every band the model needs (e.g. an L2A model on the
+    L1C sample; ``check_contract`` then warns about the processing level).
+    """
+    chosen = card.input.collections[0]
+    if provider is not None:
+        served = provider.collections()
+        needed = set(card.input.band_names)
+        usable = [c for c in card.input.collections if c in served] or [
+            name for name, info in served.items() if needed <= set(info.band_names)
+        ]
+        chosen = usable[0] if usable else chosen
+    return SensorSpec(chosen, card.input.band_names, card.input.gsd_m)
 
 
 def check_types(temporal: Any, output: Any, sensor: Any) -> None:
@@ -218,8 +231,8 @@ def get_embeddings_batch(
         raise CapabilityError(
             f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
         )
-    sensor = sensor or default_sensor(card)
     source = get_provider(provider)
+    sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     _check_frames(card, frames, source)
     embedder = cached_embedder(model, device, batch_size, model_args)
@@ -353,8 +366,8 @@ def inspect_input(
     region = as_spatial(spatial)
     check_types(temporal, OutputSpec.pooled(), sensor)
     card = describe_model(model)
-    sensor = sensor or default_sensor(card)
     source = get_provider(provider)
+    sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
     norm = card.input.normalisation

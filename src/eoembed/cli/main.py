@@ -31,6 +31,7 @@ from eoembed.cli.options import (
     CrsOpt,
     DeviceOpt,
     EndOpt,
+    FramesOpt,
     JsonOpt,
     LatOpt,
     LonOpt,
@@ -386,6 +387,7 @@ def embed_command(
     year: YearOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
+    frames: FramesOpt = None,
     output: OutputOpt = OutputMode.pooled,
     pooling: PoolingOpt = Pooling.mean,
     device: DeviceOpt = "auto",
@@ -413,7 +415,7 @@ def embed_command(
     emb = get_embedding(
         model, spatial=spatial, temporal=temporal,
         output=OutputSpec.grid() if png is not None else wanted,
-        provider=provider, device=device, **parse_model_args(arg or []),
+        provider=provider, device=device, frames=frames, **parse_model_args(arg or []),
     )
     vector = _vector(emb, pooling)
     if png is not None:

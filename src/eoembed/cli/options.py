@@ -34,6 +34,7 @@ __all__ = [
     "JobOutOpt",
     "JobOutputOpt",
     "JobPoolingOpt",
+    "FramesOpt",
     "JobProviderOpt",
     "JsonOpt",
     "MaxRetriesOpt",
@@ -151,6 +152,14 @@ class Pooling(StrEnum):
     median = "median"
 
 
+FramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Temporal models only: a time series of this many frames (equal bins of the "
+        "window) instead of one composite.",
+        rich_help_panel=_TIME,
+    ),
+]
 OutputOpt = Annotated[
     OutputMode,
     typer.Option(help="One pooled vector, or the georeferenced grid of embeddings.",

@@ -256,7 +256,7 @@ def export_batch(
             raise CapabilityError(
                 f"model {model_id!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
             )
-    chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m]) for m in model_ids}
+    chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m], source) for m in model_ids}
     for s in chosen.values():
         check_types(temporal, output, s)
     warnings = {m: check_contract(cards[m], chosen[m], source) for m in model_ids}
