@@ -196,7 +196,7 @@ def test_satlas_clips_like_the_8bit_inputs() -> None:
     """Bright pixels saturate (TCI is 8-bit, other bands clip at 8160) instead of growing."""
     embedder = get_embedder("satlas-swin-v2-t-s2-ms", device="cpu", weights="random")
     pixels = np.full((1, 9, 4, 4), 20000.0, np.float32)
-    pixels[0, 0] = 1500.0
+    pixels[0, 0] = SATLAS_TCI_DN / 2
     x = embedder.normalise(pixels)
     assert x.max() == 1.0 and x.min() >= 0.0
     np.testing.assert_allclose(x[0, 0], 0.5)
