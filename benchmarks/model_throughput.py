@@ -75,6 +75,20 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
+def count_flops(embedder: Any, pixels: np.ndarray, ctx: list[SampleContext]) -> int:
+    """FLOPs of one forward pass over ``pixels`` (counted under no_grad: the flop counter's
+    module hooks do not work on inference-mode tensors)."""
+    x = embedder.prepare(torch.from_numpy(embedder.normalise(pixels)))
+    forward = embedder.forward_pooled if embedder.native_pooling else embedder.forward_grid
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            forward(x, ctx)
+    except AssertionError:  # some models' hooks want autograd on; FLOPs are the same
+        with FlopCounterMode(display=False) as counter:
+            forward(x, ctx)
+    return int(counter.get_total_flops())
+
+
 def measure(model: str, batch: int, seconds: float, variants: bool, rate: float) -> list[str]:
     """Table rows for ``model``: fp32, then the speed variants when asked."""
     card = describe_model(model)
@@ -82,9 +96,8 @@ def measure(model: str, batch: int, seconds: float, variants: bool, rate: float)
     ctx = [SampleContext(lon=-75.70, lat=37.70, date=None, gsd_m=card.input.gsd_m)] * batch
     pooled = OutputSpec.pooled()
     embedder = get_embedder(model, device="cpu", batch_size=batch, **random_weights(model))
-    with FlopCounterMode(display=False) as counter:
-        reference = embedder.embed(pixels, pooled, ctx)
-    flops = counter.get_total_flops() / batch
+    reference = embedder.embed(pixels, pooled, ctx)
+    flops = count_flops(embedder, pixels, ctx) / batch
     rows = []
 
     def row(name: str, emb: Any, cos: float | None) -> None:
@@ -128,7 +141,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     fractions = []
     for model in models:
-        for line in measure(model, args.batch, args.seconds, args.variants, rate):
+        try:
+            lines = measure(model, args.batch, args.seconds, args.variants, rate)
+        except Exception as exc:  # noqa: BLE001 (one model's failure must not end the table)
+            print(f"| `{model}` | error: {type(exc).__name__}: {exc} | | | | |", flush=True)
+            continue
+        for line in lines:
             print(line, flush=True)
             if "| fp32 |" in line:
                 fractions.append(float(line.split("|")[5]))

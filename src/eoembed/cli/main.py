@@ -155,6 +155,7 @@ def models_command(
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
     )
     table.columns[0].no_wrap = True
+    table.columns[4].no_wrap = True  # band lists stay on one line (ids are long now)
     for model_id in list_models():
         card = describe_model(model_id)
         table.add_row(
