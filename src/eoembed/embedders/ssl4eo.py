@@ -9,18 +9,9 @@ centre-crops 224, which would drop the region's border).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
 from eoembed.bands import SENTINEL2_BANDS
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.timm_backbone import TimmEmbedder
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    import torch
-
-    from eoembed.embedders.context import SampleContext
+from eoembed.embedders.timm_backbone import TimmCNN, TimmEmbedder
 
 __all__ = ["SSL4EOResNet50DINO", "SSL4EOResNet50MoCo", "SSL4EOViTS16DINO", "SSL4EOViTS16MoCo"]
 
@@ -103,21 +94,10 @@ class SSL4EOViTS16MoCo(TimmEmbedder):
     )
 
 
-class _SSL4EOResNet50(TimmEmbedder):
+class _SSL4EOResNet50(TimmCNN):
     """ResNet-50: the last stage's 7 x 7 feature map is the grid (32 input pixels a cell)."""
 
     timm_name = "resnet50"
-    vit = False
-    ignored_keys: ClassVar[tuple[str, ...]] = ("fc.weight", "fc.bias")
-
-    channels_last_ok = True
-
-    def forward_grid(
-        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
-    ) -> torch.Tensor:
-        """``(n, 2048, 7, 7)`` from the last residual stage."""
-        out: torch.Tensor = self.model.forward_features(x)
-        return out
 
 
 class SSL4EOResNet50DINO(_SSL4EOResNet50):

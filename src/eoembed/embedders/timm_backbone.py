@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from eoembed.embedders.context import SampleContext
 
-__all__ = ["TimmEmbedder", "TimmOptions"]
+__all__ = ["TimmCNN", "TimmEmbedder", "TimmOptions"]
 
 TimmOptions = TorchOptions
 """Kept for backwards compatibility: timm adapters take the common torch options."""
@@ -53,3 +53,18 @@ class TimmEmbedder(TorchEmbedder):
         side = x.shape[-1] // self.card.input.patch_size
         grid: torch.Tensor = tokens.reshape(len(x), -1, side, tokens.shape[-1])
         return grid.permute(0, 3, 1, 2)
+
+
+class TimmCNN(TimmEmbedder):
+    """timm CNNs (ResNets): the last stage's feature map is the grid."""
+
+    vit = False
+    ignored_keys: ClassVar[tuple[str, ...]] = ("fc.weight", "fc.bias")
+    channels_last_ok = True
+
+    def forward_grid(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
+        """``(n, C, H/32, W/32)`` from the last stage (7 x 7 at 224 px)."""
+        out: torch.Tensor = self.model.forward_features(x)
+        return out

@@ -26,7 +26,7 @@ import numpy as np
 
 from eoembed.bands import SENTINEL2_BANDS, sentinel2
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.timm_backbone import TimmEmbedder
+from eoembed.embedders.timm_backbone import TimmCNN, TimmEmbedder
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -222,22 +222,7 @@ class SSL4EOViTB16FGMAE(_MAEViT):
     )
 
 
-class _ResNet(TimmEmbedder):
-    """timm ResNets: the last stage's 7 x 7 feature map is the grid (32 input pixels a cell)."""
-
-    vit = False
-    ignored_keys: ClassVar[tuple[str, ...]] = ("fc.weight", "fc.bias")
-    channels_last_ok = True
-
-    def forward_grid(
-        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
-    ) -> torch.Tensor:
-        """``(n, C, 7, 7)`` from the last residual stage."""
-        out: torch.Tensor = self.model.forward_features(x)
-        return out
-
-
-class SSL4EOResNet18MoCo(_ResNet):
+class SSL4EOResNet18MoCo(TimmCNN):
     """ResNet-18 pretrained with MoCo v2 on SSL4EO-S12 Sentinel-2 L1C (13 bands)."""
 
     timm_name = "resnet18"
@@ -251,7 +236,7 @@ class SSL4EOResNet18MoCo(_ResNet):
     )
 
 
-class SSL4EOResNet50DeCUR(_ResNet):
+class SSL4EOResNet50DeCUR(TimmCNN):
     """ResNet-50 pretrained with DeCUR (S1/S2 multimodal SSL) on SSL4EO-S12, S2 L1C branch."""
 
     timm_name = "resnet50"
