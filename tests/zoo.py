@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield cache
+    # Checkpoints of the large models run to gigabytes; pytest would keep them for three runs.
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 def publish(
