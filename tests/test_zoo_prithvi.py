@@ -113,13 +113,15 @@ def test_prithvi_matches_terratorch(
 
 
 def test_prithvi_cards_are_consistent() -> None:
+    from terratorch.models.backbones import prithvi_vit
+
     for model_id, (variant, _) in MODELS.items():
         card = describe_model(model_id)
         assert card.input.band_names == BANDS
         norm = card.input.normalisation
         assert len(norm.mean) == len(norm.std) == len(BANDS) and norm.scale == 1.0
         assert card.input.image_size == 224 and 224 % card.input.patch_size == 0
-        assert card.input.frames == 1
+        assert card.input.frames == prithvi_vit.prithvi_cfgs[variant]["num_frames"]
         assert card.weights is not None and card.weights.repo_id.startswith("ibm-nasa-geospatial/")
         assert card.input.side_inputs == (("latlon", "time") if variant.endswith("_tl") else ())
     dims = {m: describe_model(m).embedding_dim for m in MODELS}
@@ -129,4 +131,44 @@ def test_prithvi_cards_are_consistent() -> None:
 def test_date_is_year_and_one_based_day_of_year() -> None:
     from eoembed.embedders.prithvi import temporal_coords
 
-    assert temporal_coords(CONTEXT) == (2015.0, 350.0)
+    assert CONTEXT.date is not None
+    assert temporal_coords(CONTEXT.date) == (2015.0, 350.0)
+
+
+def test_prithvi_time_series_matches_terratorch(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
+    sample_provider: object,
+) -> None:
+    """Three dated frames: TerraTorch built for num_frames=3 with per-frame (year, doy)."""
+    from terratorch.models.backbones import prithvi_vit
+
+    model_id, variant = "prithvi-eo-v2-100-tl", "prithvi_eo_v2_100_tl"
+    payload = _released_checkpoint(variant, "mae")
+    frames = sample_pixels(sample_provider, BANDS, 224, n=6).reshape(2, 3, len(BANDS), 224, 224)
+    dates = (dt.date(2015, 7, 1), dt.date(2015, 9, 15), dt.date(2016, 2, 28))
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(payload)
+    reference = prithvi_vit.prithvi_eo_v2_100_tl(pretrained=True, ckpt_path=str(ckpt), num_frames=3)
+    ckpt.unlink()
+    mean = np.array(V2_MEAN, np.float32)[:, None, None]
+    std = np.array(V2_STD, np.float32)[:, None, None]
+    x = torch.from_numpy((frames - mean) / std).permute(0, 2, 1, 3, 4)
+    doy = [[float(d.year), float(d.timetuple().tm_yday)] for d in dates]
+    with torch.inference_mode():
+        tokens = reference.eval().forward_features(
+            x, temporal_coords=torch.tensor([doy] * 2),
+            location_coords=torch.tensor([[37.70, -75.70]] * 2),
+        )[-1][:, 1:]
+    ref = tokens.reshape(2, 3, 14, 14, -1).mean(dim=1).permute(0, 3, 1, 2).numpy()
+    del reference, tokens
+    gc.collect()
+
+    publish(offline_hub, monkeypatch, model_id, payload)
+    embedder = get_embedder(model_id, device="cpu")
+    context = [dataclasses.replace(CONTEXT, frame_dates=dates)] * 2
+    assert_parity(embedder.embed(frames, OutputSpec.grid(), context), ref)
+    # Frame order is information: reversing the dates moves the embedding.
+    flipped = [dataclasses.replace(CONTEXT, frame_dates=dates[::-1])]
+    pooled = embedder.embed(frames[:1], OutputSpec.pooled(), context[:1])
+    assert not np.allclose(embedder.embed(frames[:1], OutputSpec.pooled(), flipped), pooled,
+                           rtol=1e-3, atol=1e-4)

@@ -5,15 +5,23 @@ the released checkpoints are whole masked autoencoders (``encoder.*``/``decoder.
 Prithvi 1.0 layout), converted here as TerraTorch's ``checkpoint_filter_fn_vit`` does: decoder
 dropped, ``encoder.`` stripped, and the fixed sin-cos position table rebuilt for one frame.
 
-eoembed passes one composite image, so every model runs with ``num_frames=1`` (the released
-models were pretrained on 3 or 4 frames; TerraTorch recomputes the position table for 1).
-The ``-tl`` models add sin-cos encodings of (year, day of year) and (lat, lon) from each
-sample's :class:`~eoembed.embedders.context.SampleContext`; samples without a date or location
-get no such encoding, as the original forward does when the coordinates are ``None``.
+Frames. The released models were pretrained on time series (3 frames for 1.0, 4 for the 2.0
+models but tiny). They take one composite by default, or up to that many frames
+(``get_embedding(..., frames=T)``): pixels ``(N, T, C, H, W)`` go in as TerraTorch's
+``(N, C, T, H, W)`` with ``num_frames=T``, so the fixed sin-cos position table is rebuilt for
+T frames as TerraTorch does. The grid cell is the mean over frames of that patch's tokens
+(TerraTorch's ``prepare_features_for_image_model`` stacks the frames along channels instead,
+which would make the dimension depend on T).
+
+The ``-tl`` models add sin-cos encodings of (year, day of year), per frame, and (lat, lon) from
+each sample's :class:`~eoembed.embedders.context.SampleContext`; samples without a date (or a
+frame without one) or without a location get no such encoding, as the original forward does
+when the coordinates are ``None``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,10 +71,9 @@ _CITATION_V2 = (
 )
 
 
-def temporal_coords(ctx: SampleContext) -> tuple[float, float]:
+def temporal_coords(date: dt.date) -> tuple[float, float]:
     """(year, day of year, 1-based) as Prithvi-EO-2.0's ``inference.py`` reads HLS names."""
-    assert ctx.date is not None
-    return float(ctx.date.year), float(ctx.date.timetuple().tm_yday)
+    return float(date.year), float(date.timetuple().tm_yday)
 
 
 def _weights(repo: str, filename: str) -> WeightsSource:
@@ -87,8 +94,9 @@ def _card(
         family="prithvi",
         summary=(
             f"Prithvi-EO {'1.0' if v1 else '2.0'} ViT ({variant}, TerraTorch) on six HLS bands;"
-            f" pretrained with num_frames={frames}, run on one composite (num_frames=1);"
-            f" {224 // patch} x {224 // patch} patch-token grid.{side}"
+            f" pretrained with num_frames={frames}; takes one composite"
+            + (f" or up to {frames} frames (grid: mean over frames)" if frames > 1 else "")
+            + f"; {224 // patch} x {224 // patch} patch-token grid.{side}"
         ),
         input=InputContract(
             collections=("hls-s30", "hls-l30", "sentinel-2-l2a"),
@@ -101,7 +109,7 @@ def _card(
                 mean=V1_MEAN if v1 else V2_MEAN, std=V1_STD if v1 else V2_STD,
                 note=_V1_NOTE if v1 else _V2_NOTE,
             ),
-            frames=1,
+            frames=frames,
             side_inputs=("latlon", "time") if tl else (),
         ),
         embedding_dim=dim,
@@ -144,9 +152,21 @@ class _Prithvi(TorchEmbedder):
     def _encode(
         self, x: torch.Tensor, time: torch.Tensor | None, latlon: torch.Tensor | None
     ) -> torch.Tensor:
-        features = self.model.forward_features(x, temporal_coords=time, location_coords=latlon)
-        grid: torch.Tensor = self.model.prepare_features_for_image_model(features[-1:])[0]
-        return grid
+        """``(n, C, H, W)`` or ``(n, T, C, H, W)`` -> ``(n, D, h, w)``, frames averaged."""
+        frames = 1 if x.ndim == 4 else x.shape[1]
+        if x.ndim == 5:
+            x = x.permute(0, 2, 1, 3, 4)  # TerraTorch's (n, C, T, H, W)
+        model: Any = self.model
+        # The temporal encoding splits tokens by ``num_frames``; the model was built for one.
+        model.num_frames = frames
+        try:
+            tokens = model.forward_features(x, temporal_coords=time, location_coords=latlon)[-1]
+        finally:
+            model.num_frames = 1
+        h, w = (s // self.card.input.patch_size for s in x.shape[-2:])
+        grid = tokens[:, 1:].reshape(len(x), frames, h, w, -1).mean(dim=1)
+        out: torch.Tensor = grid.permute(0, 3, 1, 2)
+        return out
 
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
@@ -159,16 +179,17 @@ class _Prithvi(TorchEmbedder):
         if not self.tl or not context:
             return self._encode(x, None, None)
         th = import_torch()
+        frames = 1 if x.ndim == 4 else x.shape[1]
         groups: dict[tuple[bool, bool], list[int]] = {}
         for i, ctx in enumerate(context):
-            groups.setdefault((ctx.date is not None, ctx.has_location), []).append(i)
+            groups.setdefault((_dates(ctx, frames) is not None, ctx.has_location), []).append(i)
         out: torch.Tensor | None = None
         for (has_time, has_loc), idx in groups.items():
             sub = [context[i] for i in idx]
             time = latlon = None
             if has_time:
-                time = th.tensor([[temporal_coords(c)] for c in sub], dtype=th.float32,
-                                    device=x.device)
+                time = th.tensor([[temporal_coords(d) for d in _dates(c, frames) or ()]
+                                  for c in sub], dtype=th.float32, device=x.device)
             if has_loc:
                 latlon = th.tensor([[c.lat, c.lon] for c in sub], dtype=th.float32,
                                       device=x.device)
@@ -180,6 +201,14 @@ class _Prithvi(TorchEmbedder):
             out[idx] = grid
         assert out is not None
         return out
+
+
+def _dates(ctx: SampleContext, frames: int) -> tuple[dt.date, ...] | None:
+    """Each frame's date (the sample's date for one composite); None if any is unknown."""
+    dates = ctx.frame_dates if frames > 1 else (ctx.date,)
+    if len(dates) != frames or any(d is None for d in dates):
+        return None
+    return tuple(d for d in dates if d is not None)
 
 
 class PrithviEOV1100(_Prithvi):
