@@ -160,7 +160,8 @@ def test_cards_are_consistent() -> None:
         assert set(card.input.side_inputs) <= set(SIDE_INPUTS), model
         assert set(card.outputs) <= {"pooled", "grid"} and card.outputs, model
         if card.weights is not None:
-            assert card.weights.repo_id and card.weights.filename and card.weights.licence, model
+            assert card.weights.repo_id or card.weights.download_url.startswith("https://"), model
+            assert card.weights.filename and card.weights.licence, model
             assert not card.weights.pinned or all(
                 c in "0123456789abcdef" for c in card.weights.revision + card.weights.sha256.lower()
             ), model

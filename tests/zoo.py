@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +115,71 @@ def sample_pixels(sample_provider: Any, bands: tuple[str, ...], size: int, n: in
         region = PointBuffer(lon=-75.70 + 0.03 * i, lat=37.70 - 0.02 * i, buffer_m=size * 5)
         out.append(sample_provider.fetch(region, window, sensor).values[:, :size, :size])
     return np.stack(out).astype(np.float32)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class WeightsServer:
+    """A loopback HTTP server publishing the files in ``folder`` at ``url`` + name."""
+
+    url: str
+    folder: Path
+    cache: Path
+    """eoembed's cache root for the test (``EOEMBED_CACHE``)."""
+    server: ThreadingHTTPServer
+
+    def stop(self) -> None:
+        """Stop serving (idempotent): later downloads fail as on a machine without network."""
+        if self.server.socket.fileno() != -1:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def weights_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WeightsServer]:
+    """Weights published over HTTP on loopback; eoembed's cache empty, downloads allowed."""
+    from huggingface_hub import constants
+
+    folder, cache = tmp_path / "served", tmp_path / "eoembed-cache"
+    folder.mkdir()
+    monkeypatch.setenv("EOEMBED_CACHE", str(cache))
+    monkeypatch.delenv("EOEMBED_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    published = WeightsServer(f"http://127.0.0.1:{server.server_port}/", folder, cache, server)
+    yield published
+    published.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def publish_url(
+    server: WeightsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    model_id: str,
+    payload: bytes,
+    pinned: bool = False,
+) -> WeightsSource:
+    """Serve ``payload`` under the card's file name and point ``model_id``'s card at its URL.
+
+    ``pinned``: the card carries the payload's sha256 (else none, as for unpublished hashes).
+    """
+    cls = embedder_class(model_id)
+    card = cls.card
+    assert card.weights is not None and card.weights.download_url, f"{model_id}: no URL weights"
+    name = Path(card.weights.filename).name
+    (server.folder / name).write_bytes(payload)
+    source = dataclasses.replace(
+        card.weights, download_url=server.url + name,
+        sha256=hashlib.sha256(payload).hexdigest() if pinned else "",
+    )
+    monkeypatch.setattr(cls, "card", dataclasses.replace(card, weights=source))
+    return source

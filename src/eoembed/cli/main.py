@@ -179,8 +179,8 @@ def _card_table(card: ModelCard) -> Table:
         ("image size", size),
         ("patch size", f"{contract.patch_size} px per grid cell"),
         ("normalisation", f"x * {norm.scale:g}, minus mean, over std; {norm.note}".strip("; ")),
-        ("weights", f"{weights.repo_id}/{weights.filename} @ {weights.revision}"
-         if weights else "none"),
+        ("weights", "none" if not weights else weights.download_url or
+         f"{weights.repo_id}/{weights.filename} @ {weights.revision}"),
         ("weights sha256", weights.sha256 if weights else "-"),
         ("licence", card.licence),
         ("citation", card.citation),
@@ -231,7 +231,7 @@ def describe_command(model: ModelArg, as_json: JsonOpt = False) -> None:
 
 @weights_app.command("download")
 def weights_download_command(models: ModelsArg) -> None:
-    """Download the pinned weights of MODELS into the Hugging Face cache and verify them."""
+    """Download the weights of MODELS (Hugging Face cache, or eoembed's for URLs); verify them."""
     from eoembed.embedders import describe_model
     from eoembed.embedders.weights import download_weights
 

@@ -56,7 +56,12 @@ class InputContract:
 
 @dataclass(frozen=True)
 class WeightsSource:
-    """Pinned pretrained weights on the Hugging Face Hub."""
+    """Pretrained weights: a file on the Hugging Face Hub, or at a plain HTTPS URL.
+
+    Hub files are fetched through ``huggingface_hub`` (its cache); URL files (``download_url``
+    set, ``repo_id`` and ``revision`` empty) are fetched into eoembed's own cache and checked
+    against ``sha256`` when it is known.
+    """
 
     repo_id: str
     filename: str
@@ -69,10 +74,15 @@ class WeightsSource:
     licence: str
     url: str = ""
     """Human-readable page for the weights."""
+    download_url: str = ""
+    """Where to download the file when it is not on the Hub (then ``repo_id``/``revision``
+    are empty and ``sha256`` alone pins the content)."""
 
     @property
     def pinned(self) -> bool:
-        """Whether both the commit and the file's hash are fixed."""
+        """Whether the content is fixed: the commit and the file's hash (Hub), the hash (URL)."""
+        if self.download_url:
+            return bool(self.sha256)
         return len(self.revision) == 40 and bool(self.sha256)
 
 

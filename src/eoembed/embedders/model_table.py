@@ -40,6 +40,9 @@ def _weights(card: ModelCard) -> str:
     w = card.weights
     if w is None:
         return "none (no training)"
+    if w.download_url:
+        pin = f"sha256 `{w.sha256[:7]}`" if w.pinned else "unpinned"
+        return f"[{w.filename}]({w.url or w.download_url}) {pin}"
     pin = f"`{w.revision[:7]}`" if w.pinned else "unpinned"
     return f"[{w.repo_id}]({w.url or 'https://huggingface.co/' + w.repo_id}) {pin}"
 

@@ -3,17 +3,27 @@
 Weights come from the Hugging Face Hub through ``huggingface_hub`` (so its cache, offline mode
 ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` are honoured), pinned to a commit, checked against
 a sha256, and loaded without executing code: safetensors, or ``torch.load(weights_only=True)``.
+
+Weights published elsewhere (``WeightsSource.download_url``: Google Drive, a project's own
+server) are streamed into eoembed's cache (``<cache>/weights/<url key>/<file>``, the cache root
+chosen as for the patch cache: ``$EOEMBED_CACHE`` or the platform's user cache folder), under a
+temporary ``.part`` name renamed into place only when complete and verified, so an interrupted
+or corrupt download never looks cached. The same offline switches apply (``HF_HUB_OFFLINE=1``
+or ``EOEMBED_OFFLINE=1``): then only the cached file is used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eoembed.errors import (
     ChecksumError,
     DependencyNotFoundError,
+    EoembedError,
     UnsafeWeightsError,
     WeightsNotFoundError,
 )
@@ -21,7 +31,20 @@ from eoembed.errors import (
 if TYPE_CHECKING:
     from eoembed.embedders.card import WeightsSource
 
-__all__ = ["download_weights", "file_sha256", "load_state_dict", "resolve_weights"]
+__all__ = [
+    "download_weights",
+    "file_sha256",
+    "load_state_dict",
+    "offline",
+    "resolve_weights",
+    "url_cache_path",
+    "weights_cache_dir",
+]
+
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_CHUNK = 1 << 20
+_URL_TIMEOUT_S = 60.0
+"""Seconds without data before a URL download is abandoned."""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -42,14 +65,46 @@ def _how_to_get(model_id: str, source: WeightsSource) -> str:
     )
 
 
+def offline() -> bool:
+    """Whether downloads are off: ``EOEMBED_OFFLINE`` or the Hub's ``HF_HUB_OFFLINE`` is set."""
+    for var in ("EOEMBED_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().upper() in _TRUE:
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def weights_cache_dir() -> Path:
+    """Folder of URL-downloaded weights: ``weights`` beside the patch cache's ``patches``."""
+    from eoembed.providers.cache import default_cache_dir
+
+    return default_cache_dir().parent / "weights"
+
+
+def url_cache_path(source: WeightsSource) -> Path:
+    """Where ``source``'s file is cached: keyed by its URL, under its own file name."""
+    key = hashlib.sha256(source.download_url.encode()).hexdigest()[:16]
+    return weights_cache_dir() / key / Path(source.filename).name
+
+
 def download_weights(model_id: str, source: WeightsSource) -> Path:
-    """The local path of ``source``: from the hub cache, downloading only when allowed.
+    """The local path of ``source``: from the cache, downloading only when allowed.
 
     Raises:
         WeightsNotFoundError: not cached and not downloadable (offline, or no network);
             the message says how to get the file.
         ChecksumError: the file's sha256 does not match the pinned one.
     """
+    return _fetch(model_id, source)[0]
+
+
+def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
+    """(local path, sha256) of ``source``, verified against the pinned hash when there is one."""
+    if source.download_url:
+        return _fetch_url(model_id, source)
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -71,7 +126,90 @@ def download_weights(model_id: str, source: WeightsSource) -> Path:
             f"weights file {path} for {model_id!r} has sha256 {digest}, expected "
             f"{source.sha256}...; delete it and download again"
         )
-    return path
+    return path, digest
+
+
+def _how_to_get_url(model_id: str, source: WeightsSource, target: Path) -> str:
+    return (
+        f"on a connected machine run `eoembed weights download {model_id}` and copy {target} "
+        f"to the same path here (the cache root follows EOEMBED_CACHE); or download "
+        f"{source.download_url} yourself and pass weights='/path/to/{Path(source.filename).name}'"
+        f"; or weights='random' for an untrained model"
+    )
+
+
+def _verify(model_id: str, source: WeightsSource, path: Path, digest: str) -> None:
+    """Refuse (and delete) a file whose sha256 is not the pinned one."""
+    if source.sha256 and not digest.startswith(source.sha256.lower()):
+        path.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"weights for {model_id!r} from {source.download_url} have sha256 {digest}, "
+            f"expected {source.sha256}...; the file was deleted (run again to download it anew)"
+        )
+
+
+def _fetch_url(model_id: str, source: WeightsSource) -> tuple[Path, str]:
+    """The cached copy of ``source.download_url``, downloaded first when missing and allowed."""
+    target = url_cache_path(source)
+    if target.is_file():
+        digest = file_sha256(target)
+        _verify(model_id, source, target, digest)
+        return target, digest
+    if offline():
+        raise WeightsNotFoundError(
+            f"weights for {model_id!r} ({source.download_url}) are not cached at {target} and "
+            f"downloads are off (HF_HUB_OFFLINE / EOEMBED_OFFLINE). "
+            + _how_to_get_url(model_id, source, target)
+        )
+    return target, _download(model_id, source, target)
+
+
+def _download(model_id: str, source: WeightsSource, target: Path) -> str:
+    """Stream the URL to ``<target>.<random>.part``, verify it, rename it; return its sha256."""
+    import http.client
+    import urllib.request
+
+    from eoembed._version import __version__
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    url = source.download_url
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"eoembed/{__version__}"})
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
+            request, timeout=_URL_TIMEOUT_S
+        ) as response:
+            if response.headers.get_content_type() == "text/html":
+                raise WeightsNotFoundError(
+                    f"weights for {model_id!r}: {url} answered with an HTML page, not the file "
+                    f"(a sign-in, quota or confirmation page?). "
+                    + _how_to_get_url(model_id, source, target)
+                )
+            expected = response.headers.get("Content-Length")
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        if expected is not None and size != int(expected):
+            raise WeightsNotFoundError(
+                f"weights for {model_id!r}: the download of {url} stopped after {size} of "
+                f"{expected} bytes; run again"
+            )
+        hexdigest = digest.hexdigest()
+        _verify(model_id, source, tmp, hexdigest)
+        os.replace(tmp, target)
+        return hexdigest
+    except EoembedError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+        raise WeightsNotFoundError(
+            f"weights for {model_id!r} could not be downloaded from {url}: "
+            f"{type(exc).__name__}: {exc}. " + _how_to_get_url(model_id, source, target)
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_weights(
@@ -91,7 +229,16 @@ def resolve_weights(
         return path, {"source": "local file", "path": str(path), "sha256": file_sha256(path)}
     if source is None:
         raise WeightsNotFoundError(f"model {model_id!r} has no published weights")
-    path = download_weights(model_id, source)
+    path, digest = _fetch(model_id, source)
+    if source.download_url:
+        return path, {
+            "source": "url",
+            "url": source.download_url,
+            "pinned": source.pinned,
+            "filename": source.filename,
+            "sha256": digest,  # what was actually loaded (verified when pinned)
+            "licence": source.licence,
+        }
     return path, {
         "source": "huggingface",
         "repo_id": source.repo_id,
@@ -100,7 +247,7 @@ def resolve_weights(
         "commit": _snapshot_commit(path) or source.revision,
         "pinned": source.pinned,
         "filename": source.filename,
-        "sha256": file_sha256(path),
+        "sha256": digest,
         "licence": source.licence,
     }
 
@@ -130,9 +277,11 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        lines = str(exc).splitlines() or [""]
+        # torch's message opens with advice to load unsafely; the line naming the object counts.
+        why = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
         raise UnsafeWeightsError(
-            f"{path} holds objects other than tensors; refusing to unpickle them "
-            f"({str(exc).splitlines()[0]})"
+            f"{path} holds objects other than tensors; refusing to unpickle them ({why})"
         ) from None
     for key in ("state_dict", "model", "teacher"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
