@@ -195,7 +195,10 @@ class Embedder(ABC):
             image = x[i : i + 1]
             pad_h, pad_w = max(0, size - image.shape[-2]), max(0, size - image.shape[-1])
             if pad_h or pad_w:
-                image = import_torch().nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+                # Padding modes take 4-d input: frames (1, T, C, H, W) fold into the batch.
+                flat = image.reshape(-1, *image.shape[-3:])
+                flat = import_torch().nn.functional.pad(flat, (0, pad_w, 0, pad_h), mode="replicate")
+                image = flat.reshape(*image.shape[:-2], *flat.shape[-2:])
             tiles = [
                 image[..., y : y + size, c : c + size]
                 for y in tile_starts(image.shape[-2], size, 1)

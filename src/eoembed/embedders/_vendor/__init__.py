@@ -1,0 +1,1 @@
+"""Original model code of models no maintained package provides, with its licence files."""
