@@ -104,7 +104,8 @@ def test_example_job_builds_the_export_arguments() -> None:
     assert kwargs == {
         "models": ["mosaiks"], "temporal": SAMPLE_WINDOW, "out": Path("exports/sample"),
         "sensor": None, "sensors": None, "model_args": None, "provider": "sample",
-        "output": OutputSpec.pooled("mean"), "format": "geoparquet", "quantize": None,
+        "frames": None, "output": OutputSpec.pooled("mean"), "format": "geoparquet",
+        "quantize": None,
         "device": "auto", "batch_size": 16, "fetch_workers": 4, "on_error": "continue",
         "max_retries": 2, "retry_backoff_s": 0.5, "resume": True, "overwrite": False,
         "progress": True,
@@ -209,10 +210,12 @@ output: {mode: pooled, pooling: max}
 format: zarr
 batch_size: 4
 quantize: int8
+frames: 2
 out: from-file
 """)
     result = invoke(
         "export", "--config", str(job), *WINDOW, "--buffer-m", "320", "--out", "from-flag",
+        "--frames", "3",
         "--output", "grid", "--arg", "mosaiks:seed=3", "--arg", "cell_px=8", "--no-resume",
         "--quantize", "none", "--on-error", "continue", "--batch-size", "2", "-q",
     )
@@ -225,6 +228,7 @@ out: from-file
     assert kwargs["model_args"] == {"mosaiks": {"seed": 3, "cell_px": 8}}
     assert (kwargs["resume"], kwargs["quantize"], kwargs["on_error"]) == (False, None, "continue")
     assert (kwargs["batch_size"], kwargs["format"], kwargs["progress"]) == (2, "zarr", False)
+    assert kwargs["frames"] == 3
     assert result.stderr == ""  # --quiet: only the JSON summary
 
 
@@ -294,6 +298,8 @@ def _bad_jobs(tmp: Path) -> list[Any]:
         pytest.param([*flags, "--arg", "nope:seed=1"], "not a model of this job", id="arg-model"),
         pytest.param([*flags, "--on-error", "skip"], "'--on-error'", id="on-error-flag"),
         pytest.param([*flags, "--batch-size", "0"], "'--batch-size'", id="batch-size"),
+        pytest.param([*flags, "--frames", "0"], "frames", id="frames-flag"),
+        pytest.param(cfg("frames.yaml", base + "frames: -1\n"), "frames", id="frames-key"),
         pytest.param([*flags, "--output", "grid", "--pooling", "max"], "grid output is not pooled",
                      id="grid-pooling"),
     ]

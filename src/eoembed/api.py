@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "cached_embedder",
     "check_contract",
+    "check_model_frames",
     "check_types",
     "default_sensor",
     "georeference",
     "get_embedding",
     "get_embeddings_batch",
     "inspect_input",
+    "patch_frame_dates",
     "patch_grid",
 ]
 
@@ -155,24 +157,41 @@ def _fetch_unique(
         return {key: f.result() for key, f in futures.items()}
 
 
-def _check_frames(card: ModelCard, frames: int | None, provider: Provider) -> None:
-    """Refuse, before any I/O, a time series for a single-image model or a provider."""
+def check_model_frames(
+    card: ModelCard, frames: object, provider: Provider, temporal: TemporalSpec
+) -> int | None:
+    """``frames`` as an int (or None), refused before any I/O where it cannot work.
+
+    Shared by the one-call API and ``export_batch`` so both refuse the same requests with the
+    same errors.
+
+    Raises:
+        SpecError: ``frames`` is not a positive integer, or exceeds the window's days.
+        CapabilityError: a single-image model, more frames than the model takes, or a provider
+            that gives no time series.
+    """
+    from eoembed.providers.series import check_frames
+
     if frames is None:
-        return
+        return None
     if card.input.frames <= 1:
         raise CapabilityError(
             f"model {card.id!r} takes one image, not frames={frames}; temporal models: "
-            + ", ".join(m for m in list_models() if describe_model(m).input.frames > 1)
+            + (", ".join(m for m in list_models() if describe_model(m).input.frames > 1)
+               or "none registered")
         )
-    if not 1 <= frames <= card.input.frames:
+    n = check_frames(frames, temporal)
+    assert n is not None
+    if not 1 <= n <= card.input.frames:
         raise CapabilityError(
             f"model {card.id!r} takes 1..{card.input.frames} frames, not frames={frames}"
         )
     if not hasattr(provider, "fetch_series"):
         raise CapabilityError(f"provider {provider.name!r} gives no time series (frames=)")
+    return n
 
 
-def _frame_dates(patch: xr.DataArray) -> tuple[dt.date | None, ...]:
+def patch_frame_dates(patch: xr.DataArray) -> tuple[dt.date | None, ...]:
     """Each frame's acquisition day, or the middle of its bin when the day is unknown."""
     dates: list[dt.date | None] = []
     for i in range(patch.sizes["time"]):
@@ -234,7 +253,7 @@ def get_embeddings_batch(
     source = get_provider(provider)
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
-    _check_frames(card, frames, source)
+    frames = check_model_frames(card, frames, source, temporal)
     embedder = cached_embedder(model, device, batch_size, model_args)
     t_built = time.perf_counter()
 
@@ -247,7 +266,7 @@ def get_embeddings_batch(
     }
     if frames is not None:
         contexts = {
-            k: dataclasses.replace(c, frame_dates=_frame_dates(patches[k]))
+            k: dataclasses.replace(c, frame_dates=patch_frame_dates(patches[k]))
             for k, c in contexts.items()
         }
     keys = list(patches)

@@ -26,6 +26,7 @@ from eoembed.cli.options import (
     EndOpt,
     FetchWorkersOpt,
     FormatOpt,
+    FramesOpt,
     JobArgsOpt,
     JobBufferOpt,
     JobDeviceOpt,
@@ -105,6 +106,7 @@ def export_command(
     year: YearOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
+    frames: FramesOpt = None,
     output: JobOutputOpt = None,
     pooling: JobPoolingOpt = None,
     file_format: FormatOpt = None,
@@ -122,15 +124,17 @@ def export_command(
 
     The job comes from --config (YAML) and/or flags; a flag overrides the file's value. Regions
     are a file (--regions), one point (--lon/--lat/--buffer-m) or one box (--bbox/--crs); the
-    window is --year or --start/--end. Rerunning a job resumes it. The last line of stdout is
-    the JSON summary; exit code 1 means some regions failed under --on-error continue.
+    window is --year or --start/--end, cut into --frames N bins for temporal models. Rerunning
+    a job resumes it. The last line of stdout is the JSON summary; exit code 1 means some
+    regions failed under --on-error continue.
     """
     from eoembed.pipeline import export_batch
     from eoembed.pipeline.config import ExportConfig
 
     overrides = _given(
         models=model or None, regions=_regions(regions, lon, lat, bbox, crs),
-        buffer_m=buffer_m, temporal=_temporal(year, start, end), format=file_format,
+        buffer_m=buffer_m, temporal=_temporal(year, start, end), frames=frames,
+        format=file_format,
         output=_given(mode=output, pooling=pooling) or None, out=out, provider=provider,
         device=device, batch_size=batch_size, fetch_workers=fetch_workers, on_error=on_error,
         max_retries=max_retries, resume=resume, overwrite=overwrite, quiet=quiet or None,

@@ -16,6 +16,7 @@ Example ``job.yaml`` (every key after ``out`` is optional and shows its default)
     out: exports/sites            # folder, relative to the current directory
     provider: sample
     sensor: null                  # {collection, bands, scale_m, ...}; null: each model's own
+    frames: null                  # temporal models: N equal time bins instead of a composite
     output: {mode: pooled, pooling: mean}            # or grid
     format: geoparquet            # geoparquet | zarr | netcdf | cog | npz
     quantize: null                # or int8
@@ -323,6 +324,8 @@ class ExportConfig(_Section):
     sensor: SensorConfig | None = None
     """For every model without its own; ``None``: each model's own sensor."""
     provider: str = "sample"
+    frames: int | None = Field(default=None, gt=0)
+    """Temporal models only: a time series of this many equal bins of the window."""
     # Output
     out: Path
     """The export folder (a relative path is relative to the current directory)."""
@@ -459,6 +462,7 @@ class ExportConfig(_Section):
             "sensors": sensors or None,
             "model_args": model_args or None,
             "provider": self.provider,
+            "frames": self.frames,
             "output": self.output.spec(),
             "format": self.format,
             "quantize": self.quantize,

@@ -12,6 +12,8 @@ Three stages joined by bounded queues, so memory stays flat however many regions
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import queue
 import sys
 import threading
@@ -91,6 +93,8 @@ class _Fetched:
     error: BaseException | None = None
     attempts: int = 1
     seconds: float = 0.0
+    frame_dates: tuple[dt.date | None, ...] = ()
+    """A time series' per-frame dates (acquisition day or bin middle); empty for a composite."""
 
 
 @dataclass
@@ -249,9 +253,13 @@ class _Meta:
 
 def _fetch(
     provider: Provider, task: FetchTask, temporal: TemporalSpec, retry: RetryPolicy,
-    counts: RunCounts,
+    counts: RunCounts, frames: int | None = None,
 ) -> _Fetched:
-    """Read a task's pixels (with retries) and its footprint; never raises."""
+    """Read a task's pixels (with retries) and its footprint; never raises.
+
+    With ``frames``, the pixels are a time series ``(T, C, H, W)`` from the provider's
+    ``fetch_series``, as the one-call API reads them, with each frame's date.
+    """
     import shapely
 
     t0 = time.perf_counter()
@@ -259,7 +267,11 @@ def _fetch(
     def once() -> Any:
         with counts.lock:
             counts.fetches += 1
-        return provider.fetch(task.spatial, temporal, task.sensor, grid=task.grid)
+        if frames is None:
+            return provider.fetch(task.spatial, temporal, task.sensor, grid=task.grid)
+        return provider.fetch_series(  # type: ignore[attr-defined]
+            task.spatial, temporal, task.sensor, frames=frames, grid=task.grid
+        )
 
     try:
         tried = retry.call(once)
@@ -269,9 +281,18 @@ def _fetch(
     patch = tried.value
     pixels = np.asarray(patch.values, dtype=np.float32)
     footprint = shapely.to_wkb(task.spatial.lonlat_geometry())
+    attrs = dict(patch.attrs)
+    dates: tuple[dt.date | None, ...] = ()
+    if frames is not None:
+        from eoembed.api import patch_frame_dates
+
+        dates = patch_frame_dates(patch)
+        # A series lists its scenes per frame; records list them flat (each scene is in one).
+        attrs["scene_ids"] = [s for frame in attrs.get("scene_ids", ()) for s in frame]
+        attrs["scene_times"] = [t for frame in attrs.get("scene_times", ()) for t in frame]
     return _Fetched(
-        task, pixels=pixels, attrs=dict(patch.attrs), footprint=bytes(footprint),
-        attempts=tried.attempts, seconds=time.perf_counter() - t0,
+        task, pixels=pixels, attrs=attrs, footprint=bytes(footprint),
+        attempts=tried.attempts, seconds=time.perf_counter() - t0, frame_dates=dates,
     )
 
 
@@ -313,10 +334,7 @@ class _ModelStage:
         retry = self.settings.retry
 
         def run(items: Sequence[_Item]) -> np.ndarray:
-            contexts = [
-                SampleContext.from_specs(i.job.spatial, self.temporal, i.fetched.task.sensor.scale_m)
-                for i in items
-            ]
+            contexts = [self.context(i) for i in items]
             return embedder.embed(np.stack([i.pixels for i in items]), self.output, contexts)
 
         try:
@@ -333,6 +351,15 @@ class _ModelStage:
             except Exception as exc:  # noqa: BLE001 (isolated per region, recorded)
                 failed.append((item, exc, 1))
         return done, failed
+
+    def context(self, item: _Item) -> SampleContext:
+        """The sample's place, window middle and GSD; a series adds its frames' dates."""
+        context = SampleContext.from_specs(
+            item.job.spatial, self.temporal, item.fetched.task.sensor.scale_m
+        )
+        if item.fetched.frame_dates:
+            context = dataclasses.replace(context, frame_dates=item.fetched.frame_dates)
+        return context
 
     def record(self, item: _Item, values: np.ndarray) -> EmbeddingRecord:
         """A finished embedding as a writer record (quantised if asked)."""
@@ -361,6 +388,7 @@ class _ModelStage:
             scale=scale,
             valid_fraction=fetched.attrs.get("valid_fraction"),
             scene_times=tuple(fetched.attrs.get("scene_times", ())),
+            frame_dates=tuple(d.isoformat() if d else None for d in fetched.frame_dates),
         )
 
 
@@ -376,8 +404,12 @@ def run_plan(
     settings: EngineSettings,
     counts: RunCounts | None = None,
     on_done: Callable[[int], None] = lambda n: None,
+    frames: int | None = None,
 ) -> RunCounts:
     """Fetch, embed and write every job of ``tasks``; record each outcome in ``manifest``.
+
+    ``frames``: read each task as a time series of that many frames (``(T, C, H, W)``, each
+    frame's date in the model's context) instead of one composite.
 
     With ``settings.on_error == "raise"`` the first failure stops the run after everything
     already embedded is written, and is raised; with ``"continue"`` failures are recorded and
@@ -393,7 +425,7 @@ def run_plan(
         return _run(
             tasks, models, provider=provider, temporal=temporal, output=output,
             writers=writers, manifest=manifest, settings=settings, counts=counts,
-            on_done=on_done,
+            on_done=on_done, frames=frames,
         )
     finally:
         sys.setswitchinterval(switch_interval)
@@ -411,6 +443,7 @@ def _run(
     settings: EngineSettings,
     counts: RunCounts,
     on_done: Callable[[int], None],
+    frames: int | None,
 ) -> RunCounts:
     """:func:`run_plan`'s body."""
     stages = {p.model: _ModelStage(p, output, temporal, settings) for p in models}
@@ -455,7 +488,7 @@ def _run(
             if task is None:
                 return
             pending.append(
-                pool.submit(_fetch, provider, task, temporal, settings.retry, counts)
+                pool.submit(_fetch, provider, task, temporal, settings.retry, counts, frames)
             )
 
     try:
@@ -474,7 +507,8 @@ def _run(
                 stage = stages[job.model]
                 pixels = fetched.pixels
                 if stage.band_index is not None:
-                    pixels = pixels[stage.band_index]
+                    # the band axis is third from last: (C, H, W), or (T, C, H, W) for frames
+                    pixels = np.take(pixels, stage.band_index, axis=-3)
                 item = _Item(job, fetched, pixels)
                 batch = stage.add(item)
                 if batch is not None:

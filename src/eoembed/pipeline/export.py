@@ -164,6 +164,7 @@ def export_batch(
     sensors: Mapping[str, SensorSpec] | None = None,
     model_args: Mapping[str, Mapping[str, Any]] | None = None,
     provider: str | Provider = "sample",
+    frames: int | None = None,
     # What to write
     output: OutputSpec | None = None,
     format: str = "geoparquet",
@@ -204,6 +205,11 @@ def export_batch(
         sensors: per-model sensor overrides, by model id.
         model_args: per-model arguments, by model id (see ``describe_model``).
         provider: a provider name, ``"name:argument"`` or instance.
+        frames: for temporal models, a time series of this many frames (equal whole-day bins
+            of the window, see ``fetch_series``) instead of one composite, each frame's date
+            given to the model, as ``get_embedding(..., frames=N)``. Every model of the export
+            must be temporal. Part of each request: an export made with another ``frames``
+            is never reused.
         output: ``OutputSpec.pooled()`` (default) or ``OutputSpec.grid()``.
         format: ``geoparquet``, ``npz`` (pooled); ``zarr``, ``netcdf``, ``cog``, ``npz`` (grid).
         quantize: ``"int8"`` stores int8 with a scale (see ``eoembed.writers.quantize``).
@@ -222,10 +228,17 @@ def export_batch(
 
     Raises:
         SpecError: a bad spec or option, before any I/O.
-        CapabilityError: a model the provider or format cannot serve, before any I/O.
+        CapabilityError: a model the provider or format cannot serve, or ``frames`` for a
+            single-image model or a provider without time series, before any I/O.
         ExportConflictError: ``out`` holds results of a different request.
     """
-    from eoembed.api import cached_embedder, check_contract, check_types, default_sensor
+    from eoembed.api import (
+        cached_embedder,
+        check_contract,
+        check_model_frames,
+        check_types,
+        default_sensor,
+    )
     from eoembed.embedders.registry import describe_model
     from eoembed.providers.registry import get_provider
     from eoembed.writers import get_writer
@@ -260,6 +273,8 @@ def export_batch(
     for s in chosen.values():
         check_types(temporal, output, s)
     warnings = {m: check_contract(cards[m], chosen[m], source) for m in model_ids}
+    for model_id in model_ids:
+        frames = check_model_frames(cards[model_id], frames, source, temporal)
     regions = [as_spatial(s) for s in spatials]
 
     out = Path(out)
@@ -283,7 +298,8 @@ def export_batch(
     for model_id in model_ids:
         embedder = cached_embedder(model_id, device, batch_size, dict(model_args.get(model_id, {})))
         request = model_request(
-            embedder, chosen[model_id], temporal, output, source.name, quantize, __version__
+            embedder, chosen[model_id], temporal, output, source.name, quantize, __version__,
+            frames,
         )
         plans.append(
             ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
@@ -293,12 +309,13 @@ def export_batch(
     done = {
         e.id: e.fingerprint for e in manifest.entries.values() if e.status in ("ok", "skipped")
     }
-    plan = plan_fetches(regions, plans, temporal, source.name, done=done)
+    plan = plan_fetches(regions, plans, temporal, source.name, done=done, frames=frames)
     if plan.stale:
         raise _conflict(plan.stale, job, plans, out)
 
     job = job or {"format": format, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    job.update(output=output.to_dict(), quantize=quantize, eoembed_version=__version__)
+    job.update(output=output.to_dict(), quantize=quantize, frames=frames,
+               eoembed_version=__version__)
     job.setdefault("models", {})
     for p in plans:
         job["models"][p.model] = {"dir": model_dir(p.model), "request": p.request}
@@ -320,7 +337,7 @@ def export_batch(
             run_plan(
                 plan.tasks, plans, provider=source, temporal=temporal, output=output,
                 writers=writers, manifest=manifest, settings=settings, counts=counts,
-                on_done=advance,
+                on_done=advance, frames=frames,
             )
     finally:
         for writer in writers.values():

@@ -2,7 +2,7 @@
 
 Every region x model becomes a :class:`Job` with a deterministic id (geometry, time window,
 model, source) and a request fingerprint (everything that changes the numbers: specs, model
-options, weights, preprocessing, quantisation, package version). Jobs that read the same
+options, weights, preprocessing, frames, quantisation, package version). Jobs that read the same
 pixels (same grid, window, sensor and provider) share one :class:`FetchTask`, so duplicate
 regions and models with the same input contract cost one fetch.
 """
@@ -50,15 +50,18 @@ def model_request(
     provider: str,
     quantize: str | None,
     version: str,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """Everything besides the region that decides a model's numbers, as plain JSON.
 
-    The device and load time are left out: they change how fast, not what.
+    The device and load time are left out: they change how fast, not what. ``frames`` (a time
+    series of that many bins instead of one composite) is added only when set, so requests
+    without it keep the fingerprints they always had.
     """
     import dataclasses
 
     card = embedder.card
-    return {
+    request: dict[str, Any] = {
         "model": card.id,
         "options": embedder.options.to_dict(),
         "weights": dict(embedder.weights_meta),
@@ -70,6 +73,9 @@ def model_request(
         "quantize": quantize,
         "eoembed_version": version,
     }
+    if frames is not None:
+        request["frames"] = frames
+    return request
 
 
 def job_id(spatial: SpatialSpec, temporal: TemporalSpec, model: str, source: Mapping[str, str]) -> str:
@@ -129,6 +135,7 @@ def plan_fetches(
     provider: str,
     *,
     done: Mapping[str, str],
+    frames: int | None = None,
 ) -> Plan:
     """Group the jobs still to do by the fetch they need.
 
@@ -138,6 +145,8 @@ def plan_fetches(
         temporal: the time window.
         provider: the provider's name (part of job ids).
         done: id -> fingerprint of jobs already finished (``ok`` or ``skipped``).
+        frames: read a time series of this many frames instead of one composite (part of
+            the fetch key; the models' requests carry it into the fingerprints).
 
     Returns:
         The fetch tasks in first-use order, with the jobs already done and those done for a
@@ -170,9 +179,8 @@ def plan_fetches(
                 grid = grids.get(grid_key)
                 if grid is None:
                     grid = grids[grid_key] = spatial.grid(sensor.scale_m)
-                key = sha256_hex(
-                    [grid.to_dict(), temporal.to_dict(), sensor.to_dict(), provider]
-                )
+                read = [grid.to_dict(), temporal.to_dict(), sensor.to_dict(), provider]
+                key = sha256_hex(read if frames is None else [*read, {"frames": frames}])
                 task = tasks.get(key)
                 if task is None:
                     task = tasks[key] = FetchTask(key, spatial, sensor, grid)

@@ -101,6 +101,9 @@ class EmbeddingRecord:
     """int8 only: dequantise as ``values * scale`` (pooled: shape ``()``, grid: ``(dim,)``)."""
     valid_fraction: float | None = None
     scene_times: tuple[dict[str, Any], ...] = ()
+    frame_dates: tuple[str | None, ...] = ()
+    """A time series input (``frames=N``): each frame's date given to the model (acquisition
+    day, or the middle of its bin), ISO; empty when the input was one composite."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,9 @@ def record_metadata(record: EmbeddingRecord) -> dict[str, Any]:
         "spatial": dict(record.spatial),
         "input_grid": record.input_grid.to_dict(),
     }
+    if record.frame_dates:
+        out["frames"] = len(record.frame_dates)
+        out["frame_dates"] = list(record.frame_dates)
     if record.output_grid is not None:
         out["output_grid"] = record.output_grid.to_dict()
     return out

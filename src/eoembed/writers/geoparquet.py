@@ -12,7 +12,8 @@ Columns:
     :data:`~eoembed.writers.base.TIME_SEMANTICS`); ``scene_ids`` (list<string>); ``crs``,
     ``input_transform`` (6, rasterio order), ``input_width``, ``input_height``,
     ``input_bounds`` (4) of the grid the model read; ``valid_fraction``; ``fingerprint``;
-    ``spatial`` (the region spec, JSON).
+    ``spatial`` (the region spec, JSON); ``frame_dates`` (list<string>, ISO days) only when
+    the model read a time series (``frames=N``).
 
 File metadata: ``geo`` (GeoParquet 1.1.0; ``crs`` omitted, which means OGC:CRS84), one key
 per STAC Embedding extension field (``emb:type``, ``emb:dimensions``, ``data_type``,
@@ -140,6 +141,10 @@ class GeoParquetWriter(Writer):
             "fingerprint": pa.array([r.fingerprint for r in records], pa.string()),
             "spatial": pa.array([json.dumps(r.spatial, default=str) for r in records]),
         }
+        if any(r.frame_dates for r in records):
+            columns["frame_dates"] = pa.array(
+                [list(r.frame_dates) for r in records], pa.list_(pa.string())
+            )
         table = pa.table(columns)
         names = [_TYPE_NAMES[int(t)] for t in shapely.get_type_id(geoms)]
         bbox = [bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max()]

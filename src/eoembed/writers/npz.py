@@ -147,6 +147,7 @@ def _load_pooled(directory: Path, names: list[str], dequantize: bool) -> gpd.Geo
             "fingerprint",
             "embedding",
             "embedding_scale",
+            "frame_dates",
             "geometry",
         )
     }
@@ -167,8 +168,11 @@ def _load_pooled(directory: Path, names: list[str], dequantize: bool) -> gpd.Geo
             for key in ("start_datetime", "end_datetime"):
                 columns[key].append(np.datetime64(r[key].removesuffix("Z"), "us"))
             columns["crs"].append(r["input_grid"]["crs"])
+            columns["frame_dates"].append(r.get("frame_dates"))
     if not columns["embedding_scale"]:
         del columns["embedding_scale"]
+    if not any(columns["frame_dates"]):  # only time series inputs have frame dates
+        del columns["frame_dates"]
     geometry = columns.pop("geometry")
     gdf = gpd.GeoDataFrame(columns, geometry=geometry, crs="OGC:CRS84")
     for key in ("start_datetime", "end_datetime"):
