@@ -12,5 +12,9 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[all,test]"
+    # eoembed[satmae]: rshf declares torchaudio and openai-clip, which would move the torch
+    # pair; its SatMAE code needs only transformers beside what [all] installs.
+    .venv/bin/python -m pip install --quiet -c constraints.txt "transformers>=4.41"
+    .venv/bin/python -m pip install --quiet -c constraints.txt --no-deps "rshf>=0.2.2"
     echo "$want" > "$stamp"
 fi

@@ -68,6 +68,29 @@ _MODELS: dict[str, str] = {
     "remoteclip-rn50": "eoembed.embedders.remoteclip:RemoteCLIPRN50",
     "remoteclip-vit-b32": "eoembed.embedders.remoteclip:RemoteCLIPViTB32",
     "remoteclip-vit-l14": "eoembed.embedders.remoteclip:RemoteCLIPViTL14",
+    # -- satmae --
+    "satmae-vit-l16-rgb": "eoembed.embedders.satmae:SatMAEViTL16RGB",
+    "satmae-vit-l16-ms": "eoembed.embedders.satmae:SatMAEViTL16MS",
+    "satmaepp-vit-l16-rgb": "eoembed.embedders.satmae:SatMAEPPViTL16RGB",
+    # -- wildsat --
+    "wildsat-vit-b16": "eoembed.embedders.wildsat:WildSATViTB16",
+    "wildsat-resnet50": "eoembed.embedders.wildsat:WildSATResNet50",
+    "wildsat-swin-t": "eoembed.embedders.wildsat:WildSATSwinT",
+    # -- fomo --
+    "fomo-net1": "eoembed.embedders.fomo:FoMoNet1",
+    # -- galileo --
+    "galileo-nano": "eoembed.embedders.galileo:GalileoNano",
+    "galileo-tiny": "eoembed.embedders.galileo:GalileoTiny",
+    "galileo-base": "eoembed.embedders.galileo:GalileoBase",
+    # -- anysat --
+    "anysat-base": "eoembed.embedders.anysat:AnySatBase",
+    # -- thor --
+    "thor-v1-tiny": "eoembed.embedders.thor:ThorV1Tiny",
+    "thor-v1-small": "eoembed.embedders.thor:ThorV1Small",
+    "thor-v1-base": "eoembed.embedders.thor:ThorV1Base",
+    "thor-v1-large": "eoembed.embedders.thor:ThorV1Large",
+    # -- terrafm --
+    "terrafm-base": "eoembed.embedders.terrafm:TerraFMBase",
 }
 
 
