@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One BLAS/OpenMP thread per xdist worker (set before numpy or torch load): `-n 2` on 2
+    # cores, not 2 x 2 threads contending.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

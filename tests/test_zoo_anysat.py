@@ -121,3 +121,14 @@ def test_tiled_series_smaller_than_native() -> None:
     frames = np.random.default_rng(0).uniform(500, 3000, (1, 2, 10, 24, 24)).astype(np.float32)
     pooled = embedder.embed(frames, OutputSpec.pooled())
     assert pooled.shape == (1, 768) and np.isfinite(pooled).all()
+
+
+def test_tiled_grid_follows_the_patch_size_option() -> None:
+    """Tiles are stitched at the option's patch size: 64 px at patch 4 -> 16 x 16 cells, each
+    quadrant the model's own grid of that 32 px tile."""
+    embedder = get_embedder(MODEL, device="cpu", weights="random", input_prep="tile", patch_size=4)
+    pixels = np.random.default_rng(1).uniform(500, 3000, (1, 10, 64, 64)).astype(np.float32)
+    grid = embedder.embed(pixels, OutputSpec.grid())
+    assert grid.shape == (1, 768, 16, 16)
+    corner = embedder.embed(pixels[..., 32:, :32], OutputSpec.grid())
+    np.testing.assert_allclose(grid[..., 8:, :8], corner, rtol=1e-4, atol=1e-5)

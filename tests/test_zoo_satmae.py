@@ -44,7 +44,7 @@ MS_CONFIG = {
     "decoder_channel_embed": 128, "decoder_embed_dim": 512, "decoder_depth": 8,
     "decoder_num_heads": 16, "norm_pix_loss": False,
 }
-MODELS = ("satmae-vit-l16-rgb", "satmae-vit-l16-ms", "satmaepp-vit-l16-rgb")
+MODELS = ("satmae-vit-l16-rgb", "satmae-vit-l8-ms", "satmaepp-vit-l16-rgb")
 
 
 def _reference(model_id: str, seed: int) -> Any:
@@ -54,7 +54,7 @@ def _reference(model_id: str, seed: int) -> Any:
         from rshf.satmaepp import SatMAEPP, SatMAEPPConfig
 
         model = SatMAEPP(SatMAEPPConfig())
-    elif model_id == "satmae-vit-l16-ms":
+    elif model_id == "satmae-vit-l8-ms":
         from rshf.satmae import SatMAE_Pre_MS
 
         model = SatMAE_Pre_MS(dict(MS_CONFIG))
@@ -78,7 +78,7 @@ def _payload(model_id: str, model: Any, tmp_path: Path) -> bytes:
 
 def _reference_input(model_id: str, model: Any, pixels: np.ndarray) -> Any:
     """The original preprocessing of the model's training data, minus resize / crop."""
-    if model_id == "satmae-vit-l16-ms":
+    if model_id == "satmae-vit-l8-ms":
         from rshf.satmae.model import SentinelNormalize
         from torchvision.transforms import ToTensor
 
@@ -98,7 +98,7 @@ def _reference_outputs(model_id: str, model: Any, x: Any) -> tuple[Any, Any]:
     index = ids_restore.unsqueeze(-1).expand(-1, -1, latent.shape[-1])
     patches = torch.gather(latent[:, 1:], 1, index)  # (n, [G *] L, D) in raster order
     pooled = patches.mean(dim=1)  # the fine-tuning ViTs' global_pool (no class token)
-    if model_id == "satmae-vit-l16-ms":
+    if model_id == "satmae-vit-l8-ms":
         patches = patches.reshape(len(x), len(GROUPS), -1, patches.shape[-1]).mean(dim=1)
     side = int(patches.shape[1] ** 0.5)
     grid = patches.reshape(len(x), side, side, -1).permute(0, 3, 1, 2)
@@ -149,7 +149,7 @@ def test_cards_are_consistent(model_id: str) -> None:
     assert card.input.side_inputs == () and card.input.gsd_m == 10.0
     assert card.weights is not None and card.weights.repo_id.startswith("MVRL/")
     assert "rshf" in card.reference
-    if model_id == "satmae-vit-l16-ms":
+    if model_id == "satmae-vit-l8-ms":
         assert card.input.band_names == MS
         assert (card.input.image_size, card.input.patch_size) == (96, 8)
         assert card.input.collections == ("sentinel-2-l1c",)

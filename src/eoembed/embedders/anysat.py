@@ -101,8 +101,7 @@ def frame_days_of_year(context: Sequence[SampleContext], n: int, t: int) -> list
         return [[_UNKNOWN_DOY] * t for _ in range(n)]
     days = []
     for ctx in context:
-        dates = list(ctx.frame_dates) if len(ctx.frame_dates) == t else [None] * t
-        days.append([_day_of_year(d if d is not None else ctx.date) for d in dates])
+        days.append([_day_of_year(d) for d in ctx.dates(t)])
     return days
 
 
@@ -164,6 +163,11 @@ class AnySatBase(TorchEmbedder):
             " output='tile'/'patch') (github.com/gastruc/AnySat, vendored from rs-embed 0.3.1)"
         ),
     )
+
+    @property
+    def grid_patch_size(self) -> int:
+        """The ``patch_size`` option: tiles are stitched at the grid it gives."""
+        return self.options.patch_size
 
     def create_model(self) -> torch.nn.Module:
         """The release's ``AnyModule`` (what ``from_pretrained`` loads ``state_dict`` into)."""

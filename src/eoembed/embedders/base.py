@@ -145,6 +145,11 @@ class Embedder(ABC):
         return resized.reshape(*x.shape[:-2], size, size)
 
     @property
+    def grid_patch_size(self) -> int:
+        """Input pixels per grid cell side (the card's, unless an option changes it)."""
+        return self.card.input.patch_size
+
+    @property
     def input_prep(self) -> str:
         """``"resize"`` (whole region to the native size) or ``"tile"`` (native-size tiles)."""
         prep: str = getattr(self.options, "input_prep", "resize")
@@ -174,7 +179,7 @@ class Embedder(ABC):
         for i in range(len(x)):
             ctx = list(context[i : i + 1])
             grids.append(stitch_tiles(
-                x[i : i + 1], size, self.card.input.patch_size,
+                x[i : i + 1], size, self.grid_patch_size,
                 lambda t, ctx=ctx: self.forward_grid(t, ctx * len(t)),  # type: ignore[misc]
                 self.batch_size,
             ))

@@ -46,6 +46,14 @@ class SampleContext:
         middle = start + (end - start) / 2
         return cls(lon=float(centre.x), lat=float(centre.y), date=middle, gsd_m=float(gsd_m))
 
+    def dates(self, frames: int) -> tuple[dt.date | None, ...]:
+        """The date of each of ``frames`` frames: its own in ``frame_dates``, else ``date``.
+
+        One rule for every temporal model; a model decides what an unknown (None) date means.
+        """
+        own = self.frame_dates if len(self.frame_dates) == frames else (None,) * frames
+        return tuple(d if d is not None else self.date for d in own)
+
     @property
     def has_location(self) -> bool:
         """Whether lon/lat are known."""

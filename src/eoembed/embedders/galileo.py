@@ -146,8 +146,7 @@ def frame_months(context: Sequence[SampleContext], n: int, t: int) -> list[list[
         return [[_DEFAULT_MONTH] * t for _ in range(n)]
     months = []
     for ctx in context:
-        dates = list(ctx.frame_dates) if len(ctx.frame_dates) == t else [None] * t
-        months.append([_month(d if d is not None else ctx.date) for d in dates])
+        months.append([_month(d) for d in ctx.dates(t)])
     return months
 
 

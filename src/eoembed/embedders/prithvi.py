@@ -14,9 +14,9 @@ T frames as TerraTorch does. The grid cell is the mean over frames of that patch
 which would make the dimension depend on T).
 
 The ``-tl`` models add sin-cos encodings of (year, day of year), per frame, and (lat, lon) from
-each sample's :class:`~eoembed.embedders.context.SampleContext`; samples without a date (or a
-frame without one) or without a location get no such encoding, as the original forward does
-when the coordinates are ``None``.
+each sample's :class:`~eoembed.embedders.context.SampleContext` (a frame without its own date
+takes the sample's); samples with an unknown date or location get no such encoding, as the
+original forward does when the coordinates are ``None``.
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ class _Prithvi(TorchEmbedder):
             x = x.permute(0, 2, 1, 3, 4)  # TerraTorch's (n, C, T, H, W)
         model: Any = self.model
         # The temporal encoding splits tokens by ``num_frames``; the model was built for one.
+        # (Set per call: one embedder is not meant to run forwards from several threads.)
         model.num_frames = frames
         try:
             tokens = model.forward_features(x, temporal_coords=time, location_coords=latlon)[-1]
@@ -204,9 +205,9 @@ class _Prithvi(TorchEmbedder):
 
 
 def _dates(ctx: SampleContext, frames: int) -> tuple[dt.date, ...] | None:
-    """Each frame's date (the sample's date for one composite); None if any is unknown."""
-    dates = ctx.frame_dates if frames > 1 else (ctx.date,)
-    if len(dates) != frames or any(d is None for d in dates):
+    """Each frame's date (:meth:`SampleContext.dates`); None if any is unknown."""
+    dates = ctx.dates(frames)
+    if any(d is None for d in dates):
         return None
     return tuple(d for d in dates if d is not None)
 

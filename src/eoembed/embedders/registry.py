@@ -70,7 +70,7 @@ _MODELS: dict[str, str] = {
     "remoteclip-vit-l14": "eoembed.embedders.remoteclip:RemoteCLIPViTL14",
     # -- satmae --
     "satmae-vit-l16-rgb": "eoembed.embedders.satmae:SatMAEViTL16RGB",
-    "satmae-vit-l16-ms": "eoembed.embedders.satmae:SatMAEViTL16MS",
+    "satmae-vit-l8-ms": "eoembed.embedders.satmae:SatMAEViTL8MS",
     "satmaepp-vit-l16-rgb": "eoembed.embedders.satmae:SatMAEPPViTL16RGB",
     # -- wildsat --
     "wildsat-vit-b16": "eoembed.embedders.wildsat:WildSATViTB16",
@@ -91,6 +91,8 @@ _MODELS: dict[str, str] = {
     "thor-v1-large": "eoembed.embedders.thor:ThorV1Large",
     # -- terrafm --
     "terrafm-base": "eoembed.embedders.terrafm:TerraFMBase",
+    # -- agrifm --
+    "agrifm": "eoembed.embedders.agrifm:AgriFM",
 }
 
 

@@ -69,7 +69,7 @@ __all__ = [
     "FMOW_SENTINEL_STD",
     "SatMAEPPViTL16RGB",
     "SatMAERGBOptions",
-    "SatMAEViTL16MS",
+    "SatMAEViTL8MS",
     "SatMAEViTL16RGB",
 ]
 
@@ -271,11 +271,11 @@ class SatMAEPPViTL16RGB(_RGBEmbedder):
         return self._strip(mod.SatMAEPP(mod.SatMAEPPConfig()))
 
 
-class SatMAEViTL16MS(_SatMAEEmbedder):
+class SatMAEViTL8MS(_SatMAEEmbedder):
     """SatMAE group-channel ViT-L (8 px patches, 96 px) pretrained on fMoW-Sentinel."""
 
     card = ModelCard(
-        id="satmae-vit-l16-ms",
+        id="satmae-vit-l8-ms",
         family="satmae",
         summary=(
             "SatMAE group-channel ViT-L MAE on fMoW-Sentinel (10 S2 L1C bands in 3 groups), "

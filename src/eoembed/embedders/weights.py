@@ -1,8 +1,9 @@
 """Fetching and loading pretrained weights safely.
 
 Weights come from the Hugging Face Hub through ``huggingface_hub`` (so its cache, offline mode
-``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` are honoured), pinned to a commit, checked against
-a sha256, and loaded without executing code: safetensors, or ``torch.load(weights_only=True)``.
+``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` are honoured), pinned to a commit and checked against
+a sha256 where the card pins them (otherwise the commit and sha256 actually loaded are
+recorded), and loaded without executing code: safetensors, or ``torch.load(weights_only=True)``.
 
 Weights published elsewhere (``WeightsSource.download_url``: Google Drive, a project's own
 server) are streamed into eoembed's cache (``<cache>/weights/<url key>/<file>``, the cache root
@@ -171,12 +172,12 @@ def _download(model_id: str, source: WeightsSource, target: Path) -> str:
 
     from eoembed._version import __version__
 
+    url = source.download_url
+    request = urllib.request.Request(url, headers={"User-Agent": f"eoembed/{__version__}"})
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
-    url = source.download_url
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": f"eoembed/{__version__}"})
         digest, size = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
             request, timeout=_URL_TIMEOUT_S

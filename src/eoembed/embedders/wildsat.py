@@ -39,6 +39,7 @@ layer) the grid's mean is exactly the pooled vector; the ViT pools with its clas
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -94,6 +95,9 @@ def _checkpoint_globals() -> list[Any]:
     ]
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def checkpoint_globals() -> Iterator[None]:
     """Allow WildSAT's non-tensor checkpoint entries in ``torch.load(weights_only=True)``.
@@ -106,7 +110,9 @@ def checkpoint_globals() -> Iterator[None]:
     if scope is None:
         yield
         return
-    with scope(_checkpoint_globals()):
+    # torch's allow-list is process-wide: one WildSAT load at a time. Other threads' loads
+    # meanwhile could only ever get the inert stand-ins above, never the real classes.
+    with _LOAD_LOCK, scope(_checkpoint_globals()):
         yield
 
 
