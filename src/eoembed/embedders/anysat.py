@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions
+from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, submodule_state
 from eoembed.errors import CapabilityError, ModelArgumentError
 
 if TYPE_CHECKING:
@@ -183,9 +183,7 @@ class AnySatBase(TorchEmbedder):
         The release nests them under ``state_dict`` (unwrapped by the loader); a wrapper's
         state dict also lists the shared spatial encoder a second time, outside ``model.``.
         """
-        if any(k.startswith("model.") for k in state):
-            return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        return state
+        return submodule_state(state, "model.")
 
     def _encode(
         self, x: torch.Tensor, context: Sequence[SampleContext], output: str

@@ -41,8 +41,9 @@ import numpy as np
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
-from eoembed.errors import CapabilityError, ModelArgumentError
+from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
+from eoembed.embedders.torch_embedder import TorchEmbedder, require
+from eoembed.errors import CapabilityError
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +63,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 """OpenAI CLIP RGB mean (open_clip/constants.py ``OPENAI_DATASET_MEAN``)."""
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 """OpenAI CLIP RGB std (open_clip/constants.py ``OPENAI_DATASET_STD``)."""
-DEFAULT_RGB_MAX = 3000.0
-"""Sentinel-2 DN (reflectance x 10000) shown as full brightness by default."""
 
 _REPO = "chendelong/RemoteCLIP"
 _REVISION = "bf1d8a3ccf2ddbf7c875705e46373bfe542bce38"
@@ -77,7 +76,7 @@ _CITATION = (
 
 
 @dataclass(frozen=True)
-class RemoteCLIPOptions(TorchOptions):
+class RemoteCLIPOptions(RGBStretchOptions):
     """RemoteCLIP options (besides the common torch ones).
 
     ``rgb_max``: Sentinel-2 DN mapped to 1.0 before clipping to [0, 1] (the RGB stretch).
@@ -86,16 +85,8 @@ class RemoteCLIPOptions(TorchOptions):
     RemoteCLIP was fine-tuned from (False: open_clip's plain config, GELU).
     """
 
-    rgb_max: float = DEFAULT_RGB_MAX
     normalize: bool = True
     quick_gelu: bool = True
-
-    def validate(self, model_id: str) -> None:
-        """``rgb_max`` must be a positive DN."""
-        if not self.rgb_max > 0:
-            raise ModelArgumentError(
-                f"model {model_id!r} argument rgb_max={self.rgb_max!r} must be > 0"
-            )
 
 
 def _weights(filename: str, sha256: str) -> WeightsSource:
@@ -168,12 +159,7 @@ class RemoteCLIPEmbedder(TorchEmbedder):
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         """DN -> 0..1 RGB (``/ rgb_max``, clipped) -> OpenAI CLIP mean/std."""
-        x: np.ndarray = np.clip(
-            pixels.astype(np.float32) / np.float32(self.options.rgb_max), 0.0, 1.0
-        )
-        x -= np.asarray(CLIP_MEAN, np.float32)[:, None, None]
-        x /= np.asarray(CLIP_STD, np.float32)[:, None, None]
-        return x
+        return stretch_rgb(pixels, self.options.rgb_max, CLIP_MEAN, CLIP_STD)
 
     def _unit(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         if not self.options.normalize:

@@ -46,7 +46,6 @@ the fine-tuning ``fc_norm`` is not part of the pretrained weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -54,8 +53,8 @@ import numpy as np
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
-from eoembed.errors import ModelArgumentError
+from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
+from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +67,6 @@ __all__ = [
     "FMOW_SENTINEL_MEAN",
     "FMOW_SENTINEL_STD",
     "SatMAEPPViTL16RGB",
-    "SatMAERGBOptions",
     "SatMAEViTL8MS",
     "SatMAEViTL16RGB",
 ]
@@ -98,8 +96,6 @@ _MS_GROUPS = ((0, 1, 2, 6), (3, 4, 5, 7), (8, 9))
 """SatMAE's default channel groups over the 10 kept bands."""
 _MS_MEAN = tuple(FMOW_SENTINEL_MEAN[_L1C_ORDER.index(b)] for b in _MS_BANDS)
 _MS_STD = tuple(FMOW_SENTINEL_STD[_L1C_ORDER.index(b)] for b in _MS_BANDS)
-DEFAULT_RGB_MAX = 3000.0
-"""Sentinel-2 DN shown as full brightness by default (RGB models)."""
 
 _SATMAE = (
     "Cong, Y., Khanna, S., Meng, C., Liu, P., Rozi, E., He, Y., Burke, M., Lobell, D. B., "
@@ -123,20 +119,6 @@ _MS_CONFIG: dict[str, Any] = {
 }
 """SatMAE ``mae_vit_large_patch16`` group-channel pretraining (README: ``--input_size 96
 --patch_size 8 --dropped_bands 0 9 10``, default groups), as rshf's ``SatMAE_Pre_MS`` takes it."""
-
-
-@dataclass(frozen=True)
-class SatMAERGBOptions(TorchOptions):
-    """RGB-model options. ``rgb_max``: Sentinel-2 DN mapped to 1.0 before clipping to [0, 1]."""
-
-    rgb_max: float = DEFAULT_RGB_MAX
-
-    def validate(self, model_id: str) -> None:
-        """``rgb_max`` must be a positive DN."""
-        if not self.rgb_max > 0:
-            raise ModelArgumentError(
-                f"model {model_id!r} argument rgb_max={self.rgb_max!r} must be > 0"
-            )
 
 
 def _weights(repo: str, filename: str, licence: str) -> WeightsSource:
@@ -205,17 +187,12 @@ class _SatMAEEmbedder(TorchEmbedder):
 class _RGBEmbedder(_SatMAEEmbedder):
     """SatMAE / SatMAE++ RGB: a plain MAE ViT (rshf ``MaskedAutoencoderViT``)."""
 
-    Options = SatMAERGBOptions
-    options: SatMAERGBOptions
+    Options = RGBStretchOptions
+    options: RGBStretchOptions
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         """DN -> 0..1 RGB (``/ rgb_max``, clipped) -> fMoW-RGB mean/std."""
-        x: np.ndarray = np.clip(
-            pixels.astype(np.float32) / np.float32(self.options.rgb_max), 0.0, 1.0
-        )
-        x -= np.asarray(FMOW_RGB_MEAN, np.float32)[:, None, None]
-        x /= np.asarray(FMOW_RGB_STD, np.float32)[:, None, None]
-        return x
+        return stretch_rgb(pixels, self.options.rgb_max, FMOW_RGB_MEAN, FMOW_RGB_STD)
 
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()

@@ -41,7 +41,7 @@ import numpy as np
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions
+from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, submodule_state
 from eoembed.errors import WeightsNotFoundError
 
 if TYPE_CHECKING:
@@ -184,8 +184,7 @@ class ThorEmbedder(TorchEmbedder):
         As the extension's loader (``extract_model_state_dict_from_ckpt(...)["encoder"]`` then
         ``ckpt_ignore``); entries derived from the configuration are filled in when absent.
         """
-        if any(k.startswith("encoder.") for k in state):
-            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        state = submodule_state(state, "encoder.")
         out = {k: v for k, v in state.items() if not _IGNORED.match(k)}
         if not out:
             raise WeightsNotFoundError(f"no THOR encoder weights in the checkpoint of {self.card.id!r}")

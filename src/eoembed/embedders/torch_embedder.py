@@ -22,7 +22,7 @@ from eoembed.errors import DependencyNotFoundError, WeightsNotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TorchEmbedder", "TorchOptions", "bf16_is_fast", "require"]
+__all__ = ["TorchEmbedder", "TorchOptions", "bf16_is_fast", "require", "submodule_state"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ def bf16_is_fast(device_type: str) -> bool:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
     return False
+
+
+def submodule_state(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A checkpoint's entries under ``prefix`` (``"encoder."``...) without it; else ``state``."""
+    if not any(k.startswith(prefix) for k in state):
+        return state
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def require(module: str, extra: str) -> Any:

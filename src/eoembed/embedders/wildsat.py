@@ -48,7 +48,7 @@ import numpy as np
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
-from eoembed.embedders.torch_embedder import TorchEmbedder, require
+from eoembed.embedders.torch_embedder import TorchEmbedder, require, submodule_state
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -194,10 +194,8 @@ class WildSATEmbedder(TorchEmbedder):
         """
         inner = state.get("satellite_state_dict")
         weights: dict[str, Any] = inner if isinstance(inner, dict) else state
-        weights = {k.removeprefix("module."): v for k, v in weights.items()}
-        if not any(k.startswith("backbone.") for k in weights):
-            return weights
-        return {k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}
+        return submodule_state({k.removeprefix("module."): v for k, v in weights.items()},
+                               "backbone.")
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         """DN / 2000 clipped to 0..1: the TCI / 255 (the per-image shift runs in the forward)."""
