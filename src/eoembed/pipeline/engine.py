@@ -28,6 +28,7 @@ import numpy as np
 
 from eoembed.embedders.context import SampleContext
 from eoembed.errors import NoDataError
+from eoembed.pipeline.integrity import checksum
 from eoembed.pipeline.manifest import Manifest, ManifestEntry
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
 from eoembed.pipeline.retry import RetryPolicy, attempts_of
@@ -206,15 +207,21 @@ class _WriteStage(threading.Thread):
             return
         seconds = time.perf_counter() - t0
         files: dict[str, list[str]] = {}
+        checks: dict[str, dict[str, Any]] = {}
         for written in tried.value:
+            checks[written.path] = {
+                **checksum(writer.directory / written.path), "records": len(written.ids)
+            }
             for rid in written.ids:
                 files.setdefault(rid, []).append(written.path)
         entries = []
         for record in records:
             meta = metas[record.id]
             meta.timings["write_s"] = seconds / len(records)
+            mine = files.get(record.id, [])
             entries.append(
-                meta.entry("ok", files=files.get(record.id, []), write_attempts=tried.attempts)
+                meta.entry("ok", files=mine, checks={f: checks[f] for f in mine},
+                           write_attempts=tried.attempts)
             )
         self.manifest.append(entries)
         for entry in entries:
@@ -237,6 +244,7 @@ class _Meta:
         stage: str | None = None,
         error: str | None = None,
         files: list[str] | None = None,
+        checks: dict[str, dict[str, Any]] | None = None,
         write_attempts: int | None = None,
     ) -> ManifestEntry:
         """The manifest line for this job."""
@@ -248,6 +256,7 @@ class _Meta:
             fingerprint=self.job.fingerprint, region=self.job.region,
             spatial=self.job.spatial.to_dict(), stage=stage, error=error, attempts=attempts,
             timings={k: round(v, 6) for k, v in self.timings.items()}, files=files or [],
+            checks=checks or {},
         )
 
 
