@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -158,6 +160,32 @@ def test_a_second_concurrent_export_into_the_folder_is_refused(tmp_path, sample_
     assert run(out, sample_provider).reused == 4  # the lock is free again
 
 
+HOLDER = """
+import sys
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_held_by_another_process_refuses_and_dies_with_it(tmp_path, sample_provider):
+    out = tmp_path / "x"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out / ".eoembed.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ExportLockedError, match=r"\.eoembed\.lock"):
+            run(out, sample_provider)
+        assert not (out / "manifest.jsonl").exists()
+    finally:
+        holder.kill()  # like kill -9: the kernel releases the lock with the process
+        holder.wait()
+    assert run(out, sample_provider).ok == 4
+
+
 # -- resume checks the files ---------------------------------------------------------------
 
 
@@ -225,7 +253,7 @@ def _truncate_npz(out: Path) -> None:
         ("geoparquet", _delete_part, 2, True),
         ("geoparquet", _truncate_part, 2, True),
         ("geoparquet", _flip_byte, 2, False),  # same size: only resume's sha256 sees it
-        ("geoparquet", _tear_middle_manifest_line, 2, False),
+        ("geoparquet", _tear_middle_manifest_line, 2, True),  # a part with an unrecorded row
         ("cog", _truncate_cog, 1, True),
         ("zarr", _empty_zarr_group, 1, True),
         ("zarr", _unrecorded_empty_zarr_group, 1, False),
@@ -244,6 +272,8 @@ def test_resume_redoes_damaged_files_to_the_clean_output(
     if load_raises:
         with pytest.raises(CorruptExportError, match="Run the same export again"):
             load_export(out)
+    else:
+        assert len(values(load_export(out))) == 4 - (fmt == "zarr")
     counting = CountingProvider(sample_provider)
     result = run(out, counting, format=fmt, **({} if fmt == "geoparquet" else GRID))
     assert (result.ok, result.reused, result.failed) == (redone, 4 - redone, 0)
