@@ -9,7 +9,6 @@ both one shape and keeps the export's request, so a head records exactly which e
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,14 +137,14 @@ def load_embeddings(path: str | Path, model: str | None = None) -> Embeddings:
         SpecError: not an export folder, or ``model`` missing or not in the export.
     """
     from eoembed.pipeline.export import JOB_FILE, load_export
+    from eoembed.pipeline.folder import read_job
 
     path = Path(path)
-    job_path = path / JOB_FILE
-    if not job_path.is_file():
+    job = read_job(path)
+    if job is None:
         raise SpecError("embeddings", str(path),
                         allowed="an export folder written by eoembed export",
                         reason=f"{JOB_FILE} is missing")
-    job = json.loads(job_path.read_text(encoding="utf-8"))
     models = list(job.get("models", {}))
     if model is None:
         if len(models) != 1:

@@ -36,7 +36,7 @@ from eoembed.pipeline.retry import RetryPolicy, attempts_of
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
     from eoembed.specs import OutputSpec, TemporalSpec
-    from eoembed.writers.base import EmbeddingRecord, Writer
+    from eoembed.writers.base import EmbeddingRecord, Writer, WrittenFile
 
 __all__ = ["EngineSettings", "RunCounts", "run_plan"]
 
@@ -190,8 +190,16 @@ class _WriteStage(threading.Thread):
         """Write one part (with retries), then record its rows: ok, or failed at ``write``."""
         writer = self.writers[model]
         t0 = time.perf_counter()
+
+        def write_and_check() -> tuple[list[WrittenFile], dict[str, dict[str, Any]]]:
+            written = writer.write(records)
+            return written, {
+                w.path: {**checksum(writer.directory / w.path), "records": len(w.ids)}
+                for w in written
+            }
+
         try:
-            tried = self.settings.retry.call(lambda: writer.write(records))
+            tried = self.settings.retry.call(write_and_check)
         except Exception as exc:  # noqa: BLE001 (any write failure is recorded, not fatal)
             entries = [
                 metas[r.id].entry("failed", stage="write", error=_error_text(exc),
@@ -207,11 +215,8 @@ class _WriteStage(threading.Thread):
             return
         seconds = time.perf_counter() - t0
         files: dict[str, list[str]] = {}
-        checks: dict[str, dict[str, Any]] = {}
-        for written in tried.value:
-            checks[written.path] = {
-                **checksum(writer.directory / written.path), "records": len(written.ids)
-            }
+        written_files, checks = tried.value
+        for written in written_files:
             for rid in written.ids:
                 files.setdefault(rid, []).append(written.path)
         entries = []
