@@ -3,7 +3,9 @@
 The shape follows ``odc.stac.load``: one entry function, keyword-only options grouped by
 purpose, helpers (provider, progress) injectable. Everything that can be checked is checked
 before any pixel is read: specs, models and their arguments, the provider's bands, the
-format, and whether the output folder holds results of a different request.
+format, and whether the output folder holds results of a different request. The folder's
+identity, lock and path checks live in :mod:`eoembed.pipeline.folder`, file checksums in
+:mod:`eoembed.pipeline.integrity`.
 """
 
 from __future__ import annotations
@@ -181,15 +183,26 @@ def export_batch(
             ``"continue"`` records failures in the manifest and goes on.
         max_retries: extra tries of a failing fetch, forward pass or write.
         retry_backoff_s: first wait between tries; doubles each time.
-        resume: reuse results an earlier run of the same request wrote to ``out``.
-        overwrite: delete an earlier export in ``out`` first.
+        resume: reuse results an earlier run of the same request wrote to ``out``, after
+            checking their files (size, sha256): missing, truncated or changed ones are redone.
+        overwrite: delete an earlier export in ``out`` first (only the folders its
+            ``export.json`` names inside ``out``).
         progress: show a progress bar on stderr.
+
+    ``out`` holds one request, fixed when it is created: every argument that decides the
+    numbers or the files (models, options, weights, sensor, window, output, provider, format,
+    quantisation, frames, version); only the regions may change between runs. Points already
+    exported there with another ``buffer_m`` count as a changed request too.
 
     Raises:
         SpecError: a bad spec or option, before any I/O.
         CapabilityError: a model the provider or format cannot serve, or ``frames`` for a
             single-image model or a provider without time series, before any I/O.
-        ExportConflictError: ``out`` holds results of a different request.
+        ExportConflictError: ``out`` holds results of a different request; ``fields`` names
+            what differs.
+        ExportLockedError: another export is writing ``out``.
+        CorruptExportError: ``out``'s ``export.json`` is unreadable and not resuming.
+        UnsafeExportPathError: a file in ``out`` names a path outside it.
     """
     from eoembed.api import (
         cached_embedder,
