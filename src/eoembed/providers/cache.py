@@ -1,13 +1,13 @@
 """A content-addressed on-disk cache in front of any provider: the same request reads no network.
 
 :class:`CachedProvider` keys every ``fetch`` by the sha256 of what determines its pixels (the
-inner provider's identity, the region, its grid, the window, the sensor spec, the cache
-format, the radiometric convention and the eoembed version) and stores the answer as
+inner provider's identity, the region, its grid, the window, the sensor spec, the cache format,
+the radiometric convention and the eoembed version) and stores the answer as
 ``<root>/<key[:2]>/<key>.npz``: pixels, every coordinate (with its attributes) and the
-attributes as JSON. A file is only ever complete, because it is written under a temporary name in the same folder and renamed
-(``os.replace`` is atomic), so threads and processes can share one cache without locks; a
-cross-process lock (``filelock``) is taken only to evict. Entries that cannot be read back
-(truncated, damaged, an older format) are deleted and fetched again.
+attributes as JSON. A file is only ever complete, because it is written under a temporary name
+in the same folder and renamed (``os.replace`` is atomic), so threads and processes can share
+one cache without locks; a cross-process lock (``filelock``) is taken only to evict. Entries
+that cannot be read back (truncated, damaged, an older format) are deleted and fetched again.
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ def _one_band(properties: Mapping[str, Any], fields: Mapping[str, Any]) -> Radio
     ``raster:bands`` offset is applied; a baseline >= 04.00 without one gets -1000 DN.
     """
     declared_scale, declared_offset = _declared(fields)
-    scale = (declared_scale if declared_scale is not None else 1.0 / QUANTIFICATION) * QUANTIFICATION
+    # Without a declared scale, stored values are DN: already in the unit.
+    scale = 1.0 if declared_scale is None else declared_scale * QUANTIFICATION
     scale_note = f"raster:bands scale {declared_scale:g}; " if declared_scale is not None else ""
     floor = 0.0
     applied = next((k for k in _APPLIED_KEYS if properties.get(k) is True), None)
