@@ -305,6 +305,20 @@ def test_local_stac_gives_the_same_patch(catalogue: Catalogue, tmp_path: Path) -
         np.testing.assert_array_equal(got.values, via_api.values)
 
 
+def test_local_folder_with_a_declared_baseline(catalogue: Catalogue) -> None:
+    sensor = SensorSpec(L1C, ALL13)
+    folder = LocalProvider.from_folder(
+        catalogue.root / "cogs" / "pb04", collection=L1C, bands="{band}.tif", start=DAY,
+        processing_baseline="05.10",
+    )
+    got = folder.fetch(REGION, WINDOW, sensor)
+    expected = _unshifted(catalogue, L1C).fetch(REGION, WINDOW, sensor)
+    np.testing.assert_allclose(got.values, expected.values, rtol=0, atol=1e-3)
+    assert {r["offset"] for r in got.attrs["radiometry"]} == {-1000.0}
+    assert {r["offset"] for r in expected.attrs["radiometry"]} == {0.0}
+    assert "no processing baseline" in expected.attrs["radiometry"][0]["reason"]
+
+
 # ------------------------------------------------------------------------ embeddings
 
 

@@ -174,6 +174,7 @@ class LocalProvider(SceneProvider):
         end: str | None = None,
         scene_id: str | None = None,
         cloud_cover: float | None = None,
+        processing_baseline: str | None = None,
     ) -> LocalProvider:
         """One scene from a folder of band files.
 
@@ -187,6 +188,10 @@ class LocalProvider(SceneProvider):
                 not known exactly.
             scene_id: defaults to the folder name.
             cloud_cover: scene cloud cover in percent, if known.
+            processing_baseline: Sentinel-2 only: the product's processing baseline
+                (``"05.10"``, the ``N0510`` of its SAFE name). From ``"04.00"`` on, band
+                values carry ESA's +1000 offset, removed on reading (harmonised DN, as from
+                every provider); None takes the files as harmonised already.
         """
         from eoembed.specs.temporal import parse_date
 
@@ -219,6 +224,11 @@ class LocalProvider(SceneProvider):
             footprint_wkt=footprint_of_file(next(iter(assets.values()))),
             assets=assets,
             cloud_cover=cloud_cover,
+            radiometry=sentinel2_radiometry(
+                KNOWN_COLLECTIONS.get(collection),
+                {"s2:processing_baseline": processing_baseline} if processing_baseline else {},
+                {band: {} for band in assets},
+            ),
         )
         return cls._from_scenes([scene])
 
