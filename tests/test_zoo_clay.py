@@ -54,7 +54,7 @@ def normalize_latlon(lat: float, lon: float) -> tuple[tuple[float, float], tuple
     return (math.sin(lat), math.cos(lat)), (math.sin(lon), math.cos(lon))
 
 
-ACQUIRED = dt.datetime(2015, 12, 16, 15, 52, tzinfo=dt.timezone.utc)
+ACQUIRED = dt.datetime(2015, 12, 16, 15, 52, tzinfo=dt.UTC)
 """A Sentinel-2 overpass time at the sample point (about 10:50 local solar time)."""
 TIMED = dataclasses.replace(CONTEXT, date=ACQUIRED)
 

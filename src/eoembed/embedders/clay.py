@@ -74,7 +74,7 @@ def clay_time(ctx: SampleContext | None) -> tuple[float, float, float, float]:
         return (math.sin(week), math.cos(week), 0.0, 0.0)
     stamp = ctx.date
     if stamp.tzinfo is not None:  # Clay's stamps are the scenes' UTC acquisition times
-        stamp = stamp.astimezone(dt.timezone.utc)
+        stamp = stamp.astimezone(dt.UTC)
     hour = stamp.hour * 2 * math.pi / 24
     return (math.sin(week), math.cos(week), math.sin(hour), math.cos(hour))
 
