@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "download_weights",
+    "fetch_companion",
     "file_sha256",
     "lightning_checkpoint_globals",
     "load_state_dict",
@@ -132,6 +133,26 @@ def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
             f"{source.sha256}...; delete it and download again"
         )
     return path, digest
+
+
+def fetch_companion(model_id: str, source: WeightsSource, filename: str) -> tuple[Path, str]:
+    """Another file of the weights' Hub repository at the same revision (a ``config.json``).
+
+    Returns its local path and sha256 (recorded, as the release publishes no hash of it).
+    """
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise DependencyNotFoundError("huggingface_hub", "torch") from None
+    try:
+        path = Path(hf_hub_download(source.repo_id, filename, revision=source.revision))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise WeightsNotFoundError(
+            f"{filename} for {model_id!r} ({source.repo_id}@{source.revision[:12]}) is not "
+            f"available: {type(exc).__name__}. " + _how_to_get(model_id, source)
+        ) from None
+    return path, file_sha256(path)
 
 
 def _how_to_get_url(model_id: str, source: WeightsSource, target: Path) -> str:
