@@ -82,7 +82,10 @@ def _release_config(size: str, **encoder: Any) -> dict[str, Any]:
             supported_modality_names=list(DEFAULT_MODALITIES), max_sequence_length=12,
         ),
     ).as_config_dict()
-    text = json.dumps({"model": model}).replace(
+    decode_only = [m for m in DEFAULT_MODALITIES if m not in ("sentinel2_l2a", "sentinel1",
+                                                               "landsat")]
+    masking = {"masking_config": {"strategy_config": {"only_decode_modalities": decode_only}}}
+    text = json.dumps({"model": model, "train_module": masking}).replace(
         '"olmoearth_pretrain_minimal.olmoearth_pretrain_v1.', '"olmoearth_pretrain.')
     loaded: dict[str, Any] = json.loads(text)
     return loaded
