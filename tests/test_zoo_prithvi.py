@@ -150,6 +150,7 @@ def test_location_is_lat_lon_as_terratorch_tl_datasets_build_it() -> None:
     ys = north - 30.0 * (np.arange(8) - 4) - 15.0
     tile = xr.DataArray(np.zeros((1, 8, 8), np.float32), dims=("band", "y", "x"),
                         coords={"band": [1], "y": ys, "x": xs}).rio.write_crs(32618)
+    tile = tile.rio.write_transform(tile.rio.transform(recalc=True))  # as open_rasterio has it
     upstream = FireScarsNonGeo._get_coords(None, tile)  # type: ignore[arg-type]
     np.testing.assert_allclose(upstream.numpy(), location_coords(CONTEXT), atol=1e-3)
     encoder = LocationEncoder(embed_dim=16, trainable_scale=False)
