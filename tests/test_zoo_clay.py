@@ -285,3 +285,17 @@ def test_clay_loads_a_checkpoint_written_by_lightning(
     publish(offline_hub, monkeypatch, "clay-v1-base", ckpt.read_bytes())
     embedder = get_embedder("clay-v1-base", device="cpu")
     assert_parity(embedder.embed(pixels, OutputSpec.grid(), [TIMED]), ref)
+
+
+def test_clay_refuses_checkpoints_that_pickle_code(tmp_path: Path) -> None:
+    """Only inert types are allowed: a callable in the hyper-parameters is never unpickled."""
+    import functools
+
+    from eoembed.errors import UnsafeWeightsError
+
+    path = tmp_path / "clay.ckpt"
+    torch.save({"state_dict": {"model.encoder.cls_token": torch.zeros(1)},
+                "hyper_parameters": {"metadata_path": Path("m.yaml"),
+                                     "hook": functools.partial(print, "pickled code")}}, path)
+    with pytest.raises(UnsafeWeightsError, match="partial"):
+        get_embedder("clay-v1-base", device="cpu", weights=str(path))
