@@ -151,6 +151,28 @@ def test_clay_card_is_consistent() -> None:
     assert card.input.image_size == 256 and card.input.patch_size == 8
     assert card.embedding_dim == 768
     assert set(card.input.side_inputs) == {"wavelengths", "gsd", "latlon", "time"}
+    # The wavelengths as TerraTorch's Clay module defines them for the pretrained model.
+    from terratorch.models.backbones.clay_v1.modules import WAVELENGTHS
+
+    from eoembed.embedders.clay import CLAY_S2
+
+    assert [CLAY_S2[b][0] for b in S2_BANDS] == CLAY_BANDS
+    assert [CLAY_S2[b][3] for b in S2_BANDS] == [WAVELENGTHS[n] for n in CLAY_BANDS] == WAVES
+
+
+def test_building_clay_leaves_the_process_as_it_was() -> None:
+    """TerraTorch's Clay imports change torch's matmul precision and an env var: undone."""
+    import sys
+
+    for name in ("terratorch.models.backbones.clay_v15.model",
+                 "terratorch.models.backbones.clay_v1.embedder"):
+        sys.modules.pop(name, None)  # so the import (and its side effects) runs again
+    precision = torch.get_float32_matmul_precision()
+    cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
+    for model_id in ("clay-v1-base", "clay-v1.5"):
+        get_embedder(model_id, device="cpu", weights="random")
+        assert torch.get_float32_matmul_precision() == precision
+        assert os.environ.get("TORCH_CUDNN_V8_API_DISABLED") == cudnn_env
 
 
 def test_clay_time_of_day() -> None:

@@ -24,10 +24,11 @@ eoembed's ``grid`` is the patch tokens after the final norm.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
@@ -85,6 +86,26 @@ def clay_latlon(ctx: SampleContext | None) -> tuple[float, float, float, float]:
         return (0.0, 0.0, 0.0, 0.0)
     lat, lon = math.radians(ctx.lat), math.radians(ctx.lon)
     return (math.sin(lat), math.cos(lat), math.sin(lon), math.cos(lon))
+
+
+@contextlib.contextmanager
+def _restoring_process_state() -> Iterator[None]:
+    """Undo what importing TerraTorch's Clay modules does to the process.
+
+    ``clay_v15.model`` sets the float32 matmul precision to ``"medium"`` and both Clay modules
+    set ``TORCH_CUDNN_V8_API_DISABLED``; both are put back as they were.
+    """
+    th = import_torch()
+    precision = th.get_float32_matmul_precision()
+    cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
+    try:
+        yield
+    finally:
+        th.set_float32_matmul_precision(precision)
+        if cudnn_env is None:
+            os.environ.pop("TORCH_CUDNN_V8_API_DISABLED", None)
+        else:
+            os.environ["TORCH_CUDNN_V8_API_DISABLED"] = cudnn_env
 
 
 class _Clay(TorchEmbedder):
@@ -179,7 +200,8 @@ class ClayV1Base(_Clay):
 
     def create_model(self) -> torch.nn.Module:
         """TerraTorch's Clay v1 ``Embedder`` (base encoder) for the card's bands, random init."""
-        embedder = require("terratorch.models.backbones.clay_v1.embedder", "terratorch")
+        with _restoring_process_state():
+            embedder = require("terratorch.models.backbones.clay_v1.embedder", "terratorch")
         model: torch.nn.Module = embedder.Embedder(
             img_size=self.card.input.image_size, bands=[CLAY_S2[b][0] for b in CLAY_S2]
         )
@@ -238,22 +260,9 @@ class ClayV15(_Clay):
     )
 
     def create_model(self) -> torch.nn.Module:
-        """TerraTorch's Clay v1.5 ``Encoder`` (large), unmasked and unshuffled, random init.
-
-        Importing TerraTorch's ``clay_v15.model`` sets the process-wide float32 matmul
-        precision and ``TORCH_CUDNN_V8_API_DISABLED``; both are put back.
-        """
-        th = import_torch()
-        precision = th.get_float32_matmul_precision()
-        cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
-        try:
+        """TerraTorch's Clay v1.5 ``Encoder`` (large), unmasked and unshuffled, random init."""
+        with _restoring_process_state():
             clay_model = require("terratorch.models.backbones.clay_v15.model", "terratorch")
-        finally:
-            th.set_float32_matmul_precision(precision)
-            if cudnn_env is None:
-                os.environ.pop("TORCH_CUDNN_V8_API_DISABLED", None)
-            else:
-                os.environ["TORCH_CUDNN_V8_API_DISABLED"] = cudnn_env
         model: torch.nn.Module = clay_model.Encoder(
             mask_ratio=0.0, patch_size=self.card.input.patch_size, shuffle=False,
             **self.encoder_kwargs,
