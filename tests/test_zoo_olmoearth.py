@@ -194,6 +194,22 @@ def test_builds_the_model_its_config_json_describes(
     assert len(local.model.blocks) == 2
 
 
+def test_config_json_is_part_of_the_download(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    """``eoembed weights download`` fetches the config.json with the weights; a cache without
+    it is refused (offline) with a message naming the file, not built from defaults."""
+    from eoembed.embedders.weights import download_weights
+    from eoembed.errors import WeightsNotFoundError
+
+    source = publish(offline_hub, monkeypatch, "olmoearth-v1-nano", b"not loaded")
+    assert source.companions == ("config.json",)
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
+        download_weights("olmoearth-v1-nano", source)
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
+        get_embedder("olmoearth-v1-nano", device="cpu")
+
+
 def test_grid_is_georeferenced_on_l1c_pixels() -> None:
     """The generic contract test reads the card's default (L2A) collection, which the sample
     provider does not serve; here the same check reads its L1C bands by name."""

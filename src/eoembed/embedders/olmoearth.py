@@ -134,6 +134,7 @@ def _hub(size: str, revision: str, sha256: str) -> WeightsSource:
     return WeightsSource(
         repo_id=repo, filename="weights.pth", revision=revision, sha256=sha256,
         licence="OlmoEarth Artifact License", url=f"https://huggingface.co/{repo}",
+        companions=(_CONFIG_FILE,),
     )
 
 

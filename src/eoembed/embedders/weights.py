@@ -99,12 +99,17 @@ def url_cache_path(source: WeightsSource) -> Path:
 def download_weights(model_id: str, source: WeightsSource) -> Path:
     """The local path of ``source``: from the cache, downloading only when allowed.
 
+    The source's ``companions`` (a ``config.json``) are fetched too.
+
     Raises:
         WeightsNotFoundError: not cached and not downloadable (offline, or no network);
             the message says how to get the file.
         ChecksumError: the file's sha256 does not match the pinned one.
     """
-    return _fetch(model_id, source)[0]
+    path = _fetch(model_id, source)[0]
+    for name in source.companions:
+        fetch_companion(model_id, source, name)
+    return path
 
 
 def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
