@@ -176,7 +176,7 @@ class RetryPolicy:
         import tenacity
 
         worth = retry_if or _worth_retrying
-        stop = tenacity.stop_after_attempt(self.max_retries + 1)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
         if self.deadline_s is not None:
             stop = stop | tenacity.stop_before_delay(self.deadline_s)
         attempts = 0
