@@ -63,7 +63,7 @@ _TRANSPORT_ERRORS = frozenset({
     "ProtocolError", "RemoteDisconnected", "IncompleteRead", "ChunkedEncodingError",
     "ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutException", "ConnectError",
     "ReadError", "RemoteProtocolError", "HttpLib2Error", "ServerNotFoundError", "TransportError",
-    "NewConnectionError", "MaxRetryError",
+    "NewConnectionError", "MaxRetryError", "ConnectionError",
 })
 
 
@@ -148,7 +148,7 @@ class RetryPolicy:
     """``max_retries`` extra tries after the first, with backoff, jitter and a deadline.
 
     The wait before retry ``k`` (1-based) is ``backoff_s * 2**(k-1)`` plus a uniform jitter of
-    up to ``backoff_s``, capped at ``max_wait_s``. No retry starts once ``deadline_s`` seconds
+    up to ``backoff_s``, the doubling capped at ``max_wait_s``. No retry starts once ``deadline_s`` seconds
     have passed since the first try, or when its wait would end after that.
     """
 
@@ -188,9 +188,8 @@ class RetryPolicy:
 
         retrying = tenacity.Retrying(
             stop=stop,
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.backoff_s, max=self.max_wait_s, jitter=self.backoff_s
-            ),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_s, max=self.max_wait_s)
+            + tenacity.wait_random(0, self.backoff_s),
             retry=tenacity.retry_if_exception(worth),
             reraise=True,
         )
