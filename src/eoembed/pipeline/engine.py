@@ -31,6 +31,7 @@ from eoembed.errors import NoDataError
 from eoembed.pipeline.manifest import Manifest, ManifestEntry
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
 from eoembed.pipeline.retry import RetryPolicy, attempts_of
+from eoembed.redact import redact
 
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
@@ -107,7 +108,8 @@ class _Item:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """The error as the manifest and the summary record it: signatures and tokens masked."""
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 class _Stop(Exception):
