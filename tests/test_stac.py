@@ -10,6 +10,7 @@ Expected pixels come from the sample provider, which reads the original files fr
 from __future__ import annotations
 
 import dataclasses
+import json
 import datetime as dt
 import subprocess
 import sys
@@ -482,3 +483,111 @@ def test_signing_covers_the_mask_band_of_a_masked_request():
     with_mask, lacking = provider._signed([scene, without_scl], ("B04", "B08", "SCL"), renew=False)
     assert with_mask.assets["SCL"] == "http://x/SCL.tif?sig=1"
     assert set(lacking.assets) == {"B04", "B08"}
+
+
+# --------------------------------------------------------------------- injected faults
+
+FAULT_REGIONS = [
+    PointBuffer(-75.70 + 0.01 * (i % 4 - 2), 37.70 + 0.01 * (i // 4 - 1), 320)
+    for i in range(12)
+]
+
+
+def _export(servers: Servers, out: Path, sign: Any, **kwargs: Any) -> Any:
+    """An export of the fault regions through the pipeline, the API behind the file server."""
+    from eoembed.pipeline import export_batch
+
+    provider = StacProvider(f"{servers.files}/stac", collections=[L1C], sign=sign,
+                            backoff=0.01)
+    kwargs.setdefault("on_error", "continue")
+    return export_batch(
+        FAULT_REGIONS, "mosaiks", temporal=WINDOW, out=out, sensor=SensorSpec(L1C, BANDS, 10),
+        provider=provider, retry_backoff_s=0.01, progress=False, device="cpu", **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_export(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The fault regions exported without faults: what every faulty run must equal."""
+    from eoembed.pipeline import load_export
+
+    servers.control("reset")
+    out = tmp_path_factory.mktemp("clean")
+    result = _export(servers, out, _nonce_signer())
+    assert result.ok == len(FAULT_REGIONS)
+    return load_export(out)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"rate": 0.2, "seed": 7, "kinds": "500,503,429,drop,reset", "scope": "all"},
+        {"rate": 0.2, "seed": 3, "kinds": "drop", "scope": "files"},
+        {"first": 1, "kinds": "drop", "scope": "files"},
+        {"first": 1, "kinds": "503", "scope": "all"},
+    ],
+    ids=["20pct-mixed", "20pct-dropped", "first-per-file-dropped", "first-per-file-503"],
+)
+def test_every_region_survives_injected_faults_in_one_run(
+    fresh: Servers, tmp_path: Path, clean_export: Any, faults: dict[str, Any]
+) -> None:
+    """The same URLs are read again after a failure (one nonce per test, like public COGs):
+    GDAL's cached failure must not stop the retry from reaching the server."""
+    from eoembed.pipeline import load_export, read_manifest
+
+    fresh.control("faults", **faults)
+    result = _export(fresh, tmp_path / "out", _nonce_signer())
+    injected = fresh.faults()
+    fresh.control("reset")
+    assert injected > 0
+    assert (result.ok, result.failed, result.total) == (len(FAULT_REGIONS), 0, len(FAULT_REGIONS))
+    assert {e.status for e in read_manifest(tmp_path / "out")} == {"ok"}
+    got = load_export(tmp_path / "out")
+    np.testing.assert_array_equal(
+        np.stack(got.sort_values("id")["embedding"].to_numpy()),
+        np.stack(clean_export.sort_values("id")["embedding"].to_numpy()),
+    )
+
+
+def test_a_failed_open_is_retried_past_gdals_cache(fresh: Servers, expected: Any) -> None:
+    fresh.control("faults", first=1, kinds="drop")
+    provider = StacProvider(fresh.api, sign=_nonce_signer(), retries=1, backoff=0.01)
+    got = provider.fetch(POINT, WINDOW, SensorSpec(L1C, BANDS))
+    np.testing.assert_array_equal(got.values, expected.values)
+    stats = fresh.control("stats")
+    for band in BANDS:  # dropped once, then answered: the retry reached the server
+        assert stats[f"/{band}.tif"]["statuses"][0] == "drop"
+        assert set(stats[f"/{band}.tif"]["statuses"][1:]) <= {200, 206}
+
+
+def test_not_found_is_not_retried(fresh: Servers) -> None:
+    fresh.control("fail", count=1000, code=404)
+    provider = StacProvider(fresh.api, sign=_nonce_signer(), retries=3, backoff=0.01)
+    with pytest.raises(ProviderError, match="404"):
+        provider.fetch(POINT, WINDOW, SensorSpec(L1C, ("B04",)))
+    assert fresh.statuses().count(404) == 1
+
+
+def test_a_signed_url_failing_without_status_leaks_no_signature(
+    fresh: Servers, tmp_path: Path
+) -> None:
+    import traceback
+
+    secret = f"SECRET{uuid.uuid4().hex}"
+    sign = lambda href: f"{href}?se=2999-01-01T00%3A00%3A00Z&sp=r&sig={secret}"  # noqa: E731
+    # A body that is no TIFF: GDAL's message quotes the whole signed URL, with no status.
+    fresh.control("faults", rate=1.0, kinds="garbage", scope="files")
+    result = _export(fresh, tmp_path / "out", sign, max_retries=0)
+    assert result.failed == len(FAULT_REGIONS)
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+    summary = json.dumps(result.to_dict())
+    assert "sig=***" in manifest and "sig=***" in summary  # the failing URL, its secret masked
+    assert secret not in manifest and secret not in summary
+
+    with pytest.raises(ProviderError) as exc:
+        StacProvider(fresh.api, sign=sign, retries=1, backoff=0.01).fetch(
+            POINT, WINDOW, SensorSpec(L1C, ("B04",))
+        )
+    shown = "".join(traceback.format_exception(exc.value))
+    assert "sig=***" in shown and secret not in shown
+    fresh.control("reset")

@@ -54,7 +54,8 @@ next N requests answer C), /_slow?count=N&seconds=S (the next N wait S first),
 /_tokens?valid=a,b (requests with a token= query parameter outside that set get 403),
 /_faults?rate=R&seed=S&kinds=500,503,drop,reset&first=1&scope=files|stac|all (a fraction R
 of requests, drawn from a generator seeded with S, fail with one of the kinds: an HTTP
-status, a connection closed without an answer, or a connection reset; first=1 fails
+status, a connection closed without an answer, a connection reset, or "garbage": 200 with
+a body that is not what was asked for; first=1 fails
 instead the first request for each path, and only that one).
 Paths under /stac are proxied to the upstream STAC API given as second argument, links
 rewritten so that clients stay on the proxy, request bodies recorded in the statistics;
@@ -191,6 +192,15 @@ class Handler(RangeRequestHandler):
     def _inject(self, kind):
         if kind.isdigit():
             self.send_error(int(kind))
+            return
+        if kind == "garbage":  # 200 with a body that is no raster (a captive portal, ...)
+            body = b"<html>not what you asked for</html>" * 512
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
             return
         self.close_connection = True
         if kind == "reset":  # RST instead of FIN: "Connection reset by peer"
