@@ -10,8 +10,8 @@ Expected pixels come from the sample provider, which reads the original files fr
 from __future__ import annotations
 
 import dataclasses
-import json
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -574,7 +574,7 @@ def test_a_signed_url_failing_without_status_leaks_no_signature(
     import traceback
 
     secret = f"SECRET{uuid.uuid4().hex}"
-    sign = lambda href: f"{href}?se=2999-01-01T00%3A00%3A00Z&sp=r&sig={secret}"  # noqa: E731
+    sign = lambda href: f"{href}?se=2999-01-01T00%3A00%3A00Z&sp=r&sig={secret}"
     # A body that is no TIFF: GDAL's message quotes the whole signed URL, with no status.
     fresh.control("faults", rate=1.0, kinds="garbage", scope="files")
     result = _export(fresh, tmp_path / "out", sign, max_retries=0)
