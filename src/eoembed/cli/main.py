@@ -243,7 +243,7 @@ def weights_download_command(models: ModelsArg) -> None:
         if source is None:
             console.print(f"{model}: no weights needed")
         else:
-            console.print(f"{model}: {download_weights(model, source)}")
+            console.print(f"{model}: {download_weights(model, source, command=True)}")
 
 
 # -- embed --------------------------------------------------------------------------------------
