@@ -147,8 +147,9 @@ class Tried(Generic[T]):
 class RetryPolicy:
     """``max_retries`` extra tries after the first, with backoff, jitter and a deadline.
 
-    The wait before retry ``k`` (1-based) is ``backoff_s * 2**(k-1)`` plus a uniform jitter of
-    up to ``backoff_s``, the doubling capped at ``max_wait_s``. No retry starts once ``deadline_s`` seconds
+    The wait before retry ``k`` (1-based) lies between half of and all of
+    ``backoff_s * 2**(k-1)`` (capped at ``max_wait_s``), drawn uniformly: the delays double,
+    and concurrent callers spread out. No retry starts once ``deadline_s`` seconds
     have passed since the first try, or when its wait would end after that.
     """
 
@@ -176,6 +177,7 @@ class RetryPolicy:
         import tenacity
 
         worth = retry_if or _worth_retrying
+        half = self.backoff_s / 2
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
         if self.deadline_s is not None:
             stop = stop | tenacity.stop_before_delay(self.deadline_s)
@@ -188,8 +190,9 @@ class RetryPolicy:
 
         retrying = tenacity.Retrying(
             stop=stop,
-            wait=tenacity.wait_exponential(multiplier=self.backoff_s, max=self.max_wait_s)
-            + tenacity.wait_random(0, self.backoff_s),
+            # "Equal jitter": half the doubling delay fixed, the other half drawn uniformly.
+            wait=tenacity.wait_exponential(multiplier=half, max=self.max_wait_s / 2)
+            + tenacity.wait_random_exponential(multiplier=half, max=self.max_wait_s / 2),
             retry=tenacity.retry_if_exception(worth),
             reraise=True,
         )
