@@ -569,9 +569,12 @@ def test_not_found_is_not_retried(fresh: Servers) -> None:
 
 
 def test_a_signed_url_failing_without_status_leaks_no_signature(
-    fresh: Servers, tmp_path: Path
+    fresh: Servers, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import logging
     import traceback
+
+    caplog.set_level(logging.DEBUG)
 
     secret = f"SECRET{uuid.uuid4().hex}"
     sign = lambda href: f"{href}?se=2999-01-01T00%3A00%3A00Z&sp=r&sig={secret}"
@@ -590,4 +593,8 @@ def test_a_signed_url_failing_without_status_leaks_no_signature(
         )
     shown = "".join(traceback.format_exception(exc.value))
     assert "sig=***" in shown and secret not in shown
+    assert caplog.records and secret not in caplog.text  # GDAL's messages, as rasterio logs them
+    assert not any(  # the log filter is removed after
+        logging.getLogger(name).filters for name in ("rasterio._env", "rasterio._err")
+    )
     fresh.control("reset")

@@ -10,9 +10,10 @@ wherever they appear (also percent-encoded, as inside ``/vsicurl?url=...``).
 
 from __future__ import annotations
 
+import logging
 import re
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "RedactingFilter", "redact"]
 
 MASK = "***"
 """What a secret is replaced by."""
@@ -63,3 +64,19 @@ def redact(text: object) -> str:
     return _AUTH.sub(
         lambda m: m.group(0) if m["value"] == MASK else f"{m['kind']} {MASK}", out
     )
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record with its message redacted.
+
+    For loggers that relay other libraries' messages (rasterio relays GDAL's, which quote
+    signed URLs); attach it for the duration of the work that needs it, and remove it after.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the record's message by its redacted text; never drops a record."""
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import threading
 import warnings
@@ -34,7 +35,7 @@ from eoembed.providers._stac_bands import (
 )
 from eoembed.providers.base import CollectionInfo, Scene
 from eoembed.providers.scenes import SceneProvider
-from eoembed.redact import redact
+from eoembed.redact import RedactingFilter, redact
 from eoembed.retrying import RETRY_STATUSES, RetryPolicy, http_status, is_transient
 
 if TYPE_CHECKING:
@@ -174,6 +175,9 @@ class PlanetaryComputerSigner:
 _HTTP_LOCK = threading.Lock()
 _HTTP_USERS = 0
 _HTTP_SAVED: dict[str, str | None] = {}
+_GDAL_LOGGERS = ("rasterio._env", "rasterio._err", "rasterio.env", "rasterio._base")
+"""Where rasterio logs GDAL's messages and the options and paths it opens."""
+_LOG_FILTER = RedactingFilter()
 
 
 @contextmanager
@@ -183,6 +187,7 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
     GDAL configuration is process-wide, and SceneProvider reads in worker threads while other
     fetches may run at once; a per-thread ``rasterio.Env`` would let one fetch's exit unset
     options under another. So the first reader sets them and the last one restores them.
+    Meanwhile GDAL's messages that rasterio logs (which may quote signed URLs) are redacted.
     """
     from rasterio._env import del_gdal_config  # not re-exported by rasterio.env
     from rasterio.env import get_gdal_config, set_gdal_config
@@ -190,6 +195,8 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
     global _HTTP_USERS
     with _HTTP_LOCK:
         if _HTTP_USERS == 0:
+            for name in _GDAL_LOGGERS:
+                logging.getLogger(name).addFilter(_LOG_FILTER)
             for key, value in options.items():
                 _HTTP_SAVED[key] = get_gdal_config(key, normalize=False)
                 set_gdal_config(key, value, normalize=False)
@@ -200,6 +207,8 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
         with _HTTP_LOCK:
             _HTTP_USERS -= 1
             if _HTTP_USERS == 0:
+                for name in _GDAL_LOGGERS:
+                    logging.getLogger(name).removeFilter(_LOG_FILTER)
                 for key, saved in _HTTP_SAVED.items():
                     if saved is None:
                         del_gdal_config(key)
