@@ -35,11 +35,11 @@ CENTRE = (-75.70, 37.70)
 
 
 def regions(count: int, buffer_m: float = 320.0) -> list[PointBuffer]:
-    """``count`` distinct points on a grid around the sample's centre, 0.01 degree apart."""
+    """``count`` distinct points on a grid around the sample's centre, 0.004 degree apart."""
     side = int(count**0.5) + 1
     return [
-        PointBuffer(CENTRE[0] + 0.01 * (i % side - side // 2),
-                    CENTRE[1] + 0.01 * (i // side - side // 2), buffer_m)
+        PointBuffer(CENTRE[0] + 0.004 * (i % side - side // 2),
+                    CENTRE[1] + 0.004 * (i // side - side // 2), buffer_m)
         for i in range(count)
     ]
 
@@ -67,7 +67,7 @@ def run(
     servers.control("reset")
     return {
         "urls": "signed" if signed else "public", "rate": rate, "kinds": kinds, "regions_ok": result.ok, "total": result.total,
-        "failed": result.failed, "faults_injected": faults, "fetches": result.fetches,
+        "failed": result.failed, "skipped": result.skipped, "faults_injected": faults, "fetches": result.fetches,
         "seconds": round(time.perf_counter() - t0, 1),
         "first_error": result.failures[0]["error"] if result.failures else None,
     }

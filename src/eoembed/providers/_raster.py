@@ -41,6 +41,8 @@ import rasterio
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 
+from eoembed.retrying import RetryPolicy, http_status, is_transient
+
 if TYPE_CHECKING:
     from rasterio.crs import CRS
 
@@ -367,8 +369,36 @@ def read_onto_grid(
     Equal, pixel for pixel, to :func:`read_onto_grid_warped`: only the blocks under the grid
     are read; pixels equal to ``nodata`` (or the file's own nodata value) and pixels outside
     the file become NaN. Reuses open handles, and skips the warper when the grid is aligned
-    with the file's pixels.
+    with the file's pixels. A remote read broken off without an HTTP status (a connection
+    closed or reset, which GDAL does not always retry itself) is tried again, past GDAL's
+    cached state of the file (:data:`REMOTE_READ_RETRIES`).
     """
+    if is_local(href):
+        return _read_onto_grid(href, grid, resampling, nodata)
+    return REMOTE_READ_RETRIES.call(
+        lambda: _read_onto_grid(href, grid, resampling, nodata), retry_if=_broken_off
+    ).value
+
+
+REMOTE_READ_RETRIES = RetryPolicy(max_retries=2, backoff_s=0.1, deadline_s=60.0)
+"""Retries of one remote band read after a broken connection. Errors with an HTTP status are
+left to GDAL's own retries and to the provider's (which re-signs refused URLs)."""
+
+
+def _broken_off(err: BaseException) -> bool:
+    """A GDAL read that failed for want of a connection, not for what the server said."""
+    from rasterio.errors import RasterioError
+
+    if not isinstance(err, RasterioError) or http_status(err) is not None:
+        return False
+    text = str(err)
+    return is_transient(err) or "IReadBlock failed" in text or "Read or write failed" in text
+
+
+def _read_onto_grid(
+    href: str, grid: Grid, resampling: str, nodata: float | None
+) -> np.ndarray:
+    """One try of :func:`read_onto_grid`."""
     with (_POOL if is_local(href) else _REMOTE_POOL).lend(href) as handle:
         src = handle.src
         src_nodata = src.nodata if src.nodata is not None else nodata
