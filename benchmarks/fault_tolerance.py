@@ -7,7 +7,8 @@ while the file server fails a seeded fraction of requests, the API's included (H
 token, so no region is served from what GDAL cached for another; public (unsigned) URLs
 are the same for every region, as earth-search's, where one failed open used to fail every
 later read of that file in the process. Prints, per fault rate, the regions
-written / total in that single run, the faults injected and the provider reads made.
+written / total in that single run, the faults injected and the provider reads made; and
+the same with only the first request for each file dropped (the open GDAL used to cache).
 
     python benchmarks/fault_tolerance.py               # 5 % and 20 %, 132 regions
     python benchmarks/fault_tolerance.py --rates 0.2 --regions 40 --kinds drop
@@ -47,15 +48,22 @@ def regions(count: int, buffer_m: float = 320.0) -> list[PointBuffer]:
 def run(
     servers: Servers, out: Path, rate: float, kinds: str, count: int, seed: int, signed: bool
 ) -> dict[str, Any]:
-    """One export with ``rate`` of requests failing; what survived."""
+    """One export with ``rate`` of requests failing (0: the first request per path); what
+    survived."""
     servers.control("reset")
-    servers.control("faults", rate=rate, seed=seed, kinds=kinds, scope="all")
-    # Public COGs (earth-search): every region reads the same four URLs. Signed: each read
-    # signs its hrefs anew with a unique token, so GDAL cannot answer from what it cached
-    # for another region and every region makes its own requests, as over many files.
+    if rate > 0:
+        servers.control("faults", rate=rate, seed=seed, kinds=kinds, scope="all")
+    else:
+        servers.control("faults", first=1, kinds=kinds, scope="files")
+    # Public COGs (earth-search): every region and every retry reads the same four URLs
+    # (made unique to this run only, so that it starts with nothing cached). Signed: each
+    # read signs its hrefs anew with a unique token, so GDAL cannot answer from what it
+    # cached for another region and every region makes its own requests, as over many files.
+    run_id = uuid.uuid4().hex
     provider = StacProvider(
         f"{servers.files}/stac", collections=[L1C], backoff=0.05,
-        sign=(lambda href: f"{href}?token={uuid.uuid4().hex}") if signed else None,
+        sign=(lambda href: f"{href}?token={uuid.uuid4().hex}") if signed
+        else (lambda href: f"{href}?run={run_id}"),
     )
     t0 = time.perf_counter()
     result = export_batch(
@@ -85,10 +93,11 @@ def main() -> None:
         Path(tmp) / "stac", sample_folder()
     ) as servers:
         for signed in (False, True):
-            for rate in args.rates:
+            for rate, kinds in [(r, args.kinds) for r in args.rates] + [(0.0, "drop")]:
                 out = Path(tmp) / f"out-{rate}-{signed}"
-                row = run(servers, out, rate, args.kinds, args.regions, args.seed, signed)
-                print(f"{row['urls']:>6} URLs, {rate:4.0%} faults ({args.kinds}): "
+                row = run(servers, out, rate, kinds, args.regions, args.seed, signed)
+                what = f"{rate:4.0%} faults" if rate else "first request per file"
+                print(f"{row['urls']:>6} URLs, {what} ({kinds}): "
                       f"{row['regions_ok']}/{row['total']} regions survived in one run, "
                       f"{row['faults_injected']} faults injected, {row['fetches']} provider "
                       f"reads, {row['seconds']} s", flush=True)
