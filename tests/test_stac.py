@@ -1,12 +1,10 @@
 """StacProvider against real servers on loopback: rustac's STAC API and a range-request server.
 
 The ``servers`` fixture starts everything the tests need, once per session, and stops it at
-the end: COGs of the sample scene's 10 m bands, an HTTP file server for them (RangeHTTPServer
-in a subprocess, counting the bytes it sends and injecting faults on request) and
-``rustac serve`` (in-memory backend) loaded with STAC items whose assets point at that server.
-Both run in their own processes: an HTTP server thread inside the test process could wait on
-the GIL while GDAL holds it. Expected pixels come from the sample provider, which reads the
-original files from disk.
+the end (:func:`eoembed.testing.servers.serve_sample_stac`): COGs of the sample scene's 10 m
+bands, an HTTP file server for them (counting the bytes it sends and injecting faults on
+request) and ``rustac serve`` loaded with STAC items whose assets point at that server.
+Expected pixels come from the sample provider, which reads the original files from disk.
 """
 
 from __future__ import annotations
@@ -14,21 +12,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import rasterio
 
 from eoembed import PointBuffer, SensorSpec, TemporalSpec, get_embedding
 from eoembed.errors import (
@@ -47,317 +40,32 @@ from eoembed.providers.stac import (
     scene_from_item,
     stac_datetime,
 )
-from eoembed.testing import make_cog, make_stac_item
+from eoembed.testing.servers import (
+    BANDS,
+    END_INCLUSIVE,
+    L1C,
+    L1C_ITEM,
+    L2A,
+    L2A_ITEM,
+    Servers,
+    free_port,
+    serve_sample_stac,
+)
 
 pytest.importorskip("pystac_client")
 
-L1C, L2A = "sentinel-2-l1c", "sentinel-2-l2a"
-BANDS = ("B02", "B03", "B04", "B08")
-ES_KEYS = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}  # earth-search spelling
 POINT = PointBuffer(lon=-75.70, lat=37.70, buffer_m=1280)
 WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
 # The sample's acquisition day is unknown; STAC records the range, end_datetime inclusive.
-START, END_INCLUSIVE = "2015-06-23T00:00:00Z", "2016-06-10T23:59:59Z"
-L1C_ITEM, L2A_ITEM = "s2-l1c-sample", "s2-l2a-no-nir"
-
-FILE_SERVER = r'''
-"""Serve a folder with range requests; count bytes sent; fail, stall or refuse on request.
-
-Control paths: /_stats (bytes and statuses per path), /_reset, /_fail?count=N&code=C (the
-next N requests answer C), /_slow?count=N&seconds=S (the next N wait S first),
-/_tokens?valid=a,b (requests with a token= query parameter outside that set get 403).
-Paths under /stac are proxied to the upstream STAC API given as second argument, links
-rewritten so that clients stay on the proxy, request bodies recorded in the statistics;
-/_conform?add=filter,query,sort advertises those extensions as well and strips their
-fields before forwarding (the upstream has none), so clients' use of them can be checked.
-"""
-import json, sys, threading, time, urllib.error, urllib.request
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
-
-from RangeHTTPServer import RangeRequestHandler
-
-LOCK = threading.Lock()
-STATS = {}
-STATE = {"fail": 0, "code": 500, "slow": 0, "delay": 0.0, "tokens": None, "conform": []}
-EXTENSION_FIELDS = {"filter": ("filter", "filter-lang"), "query": ("query",), "sort": ("sortby",)}
-ROOT, UPSTREAM = sys.argv[1], sys.argv[2].rstrip("/")
-
-
-class Counting:
-    def __init__(self, out):
-        self.out, self.n = out, 0
-
-    def write(self, data):
-        self.n += len(data)
-        return self.out.write(data)
-
-
-class Handler(RangeRequestHandler):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, directory=ROOT, **kwargs)
-
-    def log_message(self, *args):
-        pass
-
-    def _entry(self):
-        return STATS.setdefault(
-            urlsplit(self.path).path, {"bytes": 0, "statuses": [], "bodies": []}
-        )
-
-    def send_response(self, code, message=None):
-        if not urlsplit(self.path).path.startswith("/_"):
-            with LOCK:
-                self._entry()["statuses"].append(code)
-        super().send_response(code, message)
-
-    def copyfile(self, source, outputfile):
-        counting = Counting(outputfile)
-        super().copyfile(source, counting)
-        with LOCK:
-            self._entry()["bytes"] += counting.n
-
-    def _json(self, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _handled(self):
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        if parts.path.startswith("/_"):
-            with LOCK:
-                if parts.path == "/_reset":
-                    STATS.clear()
-                    STATE.update(fail=0, slow=0, tokens=None, conform=[])
-                elif parts.path == "/_fail":
-                    STATE.update(fail=int(query["count"]), code=int(query.get("code", 500)))
-                elif parts.path == "/_slow":
-                    STATE.update(slow=int(query["count"]), delay=float(query["seconds"]))
-                elif parts.path == "/_conform":
-                    STATE["conform"] = query["add"].split(",")
-                elif parts.path == "/_tokens":
-                    STATE["tokens"] = set(query.get("valid", "").split(","))
-                stats = json.loads(json.dumps(STATS))
-            self._json(stats)
-            return True
-        with LOCK:
-            fail = STATE["fail"] > 0
-            STATE["fail"] -= fail
-            code = STATE["code"]
-            delay = STATE["delay"] if STATE["slow"] > 0 else 0.0
-            STATE["slow"] -= delay > 0
-            token = query.get("token")
-            refused = token is not None and STATE["tokens"] is not None and (
-                token not in STATE["tokens"]
-            )
-        if delay:
-            time.sleep(delay)
-        if fail or refused:
-            self.send_error(code if fail else 403)
-            return True
-        if parts.path == "/stac" or parts.path.startswith("/stac/"):
-            rest = parts.path[len("/stac"):] or "/"
-            self._proxy(rest + (f"?{parts.query}" if parts.query else ""))
-            return True
-        return False
-
-    def _proxy(self, rest):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        with LOCK:
-            conform = list(STATE["conform"])
-            if body:
-                self._entry()["bodies"].append(json.loads(body))
-        if body and conform:
-            fields = json.loads(body)
-            for name in conform:
-                for key in EXTENSION_FIELDS[name]:
-                    fields.pop(key, None)
-            body = json.dumps(fields).encode()
-        request = urllib.request.Request(UPSTREAM + rest, data=body, method=self.command)
-        if self.headers.get("Content-Type"):
-            request.add_header("Content-Type", self.headers["Content-Type"])
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, data = response.status, response.read()
-                ctype = response.headers.get("Content-Type")
-        except urllib.error.HTTPError as err:
-            status, data, ctype = err.code, err.read(), err.headers.get("Content-Type")
-        here = f"http://127.0.0.1:{self.server.server_port}/stac"
-        data = data.replace(UPSTREAM.encode(), here.encode())
-        if rest == "/" and conform:
-            landing = json.loads(data)
-            landing["conformsTo"] += [
-                f"https://api.stacspec.org/v1.0.0/item-search#{name}" for name in conform
-            ]
-            data = json.dumps(landing).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype or "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if not self._handled():
-            super().do_GET()
-
-    def do_HEAD(self):
-        if not self._handled():
-            super().do_HEAD()
-
-    def do_POST(self):
-        if not self._handled():
-            self.send_error(405)
-
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_port, flush=True)
-server.serve_forever()
-'''
-
-
-RUSTAC = "import sys\nfrom rustac import main\nsys.exit(main())\n"
-"""The ``rustac`` console script, run as a file by this interpreter: no PATH needed. (Not
-``-c``: rustac parses the process's own argv, where ``-c`` and the code come first.)"""
-
-# --------------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[Any], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} not ready at {url} after {timeout} s")
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-@dataclass
-class Servers:
-    files: str
-    """Root URL of the file server (which also proxies ``/stac`` to the API)."""
-    api: str
-    """Root URL of the STAC API."""
-    sizes: dict[str, int]
-    """Band -> COG size in bytes."""
-
-    def control(self, path: str, **query: object) -> dict[str, Any]:
-        """Call a control path of the file server; returns its statistics."""
-        params = "&".join(f"{k}={v}" for k, v in query.items())
-        with urllib.request.urlopen(f"{self.files}/_{path}?{params}", timeout=10) as response:
-            stats: dict[str, Any] = json.loads(response.read())
-            return stats
-
-    def statuses(self) -> list[int]:
-        """Every status the file server answered (control paths excepted), in order per path."""
-        return [s for entry in self.control("stats").values() for s in entry["statuses"]]
-
-
-def _item(item_id: str, collection: str, assets: dict[str, Path], files_url: str,
-          common: dict[str, str]) -> dict[str, Any]:
-    """A STAC item (as JSON) over the sample scene, its assets served over HTTP."""
-    item = make_stac_item(
-        item_id, {k: str(p) for k, p in assets.items()}, start="2015-06-23", end="2016-06-10",
-        collection=collection,
-    )
-    item.properties["end_datetime"] = END_INCLUSIVE
-    with rasterio.open(next(iter(assets.values()))) as src:
-        item.properties.update({
-            "proj:code": f"EPSG:{src.crs.to_epsg()}", "platform": "sentinel-2a",
-            "constellation": "sentinel-2",
-        })
-    item.stac_extensions += [
-        "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-        "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    ]
-    for key, asset in item.assets.items():
-        path = Path(asset.href)
-        with rasterio.open(path) as src:
-            asset.extra_fields["proj:shape"] = [src.height, src.width]
-            asset.extra_fields["proj:transform"] = list(src.transform)[:6]
-        asset.extra_fields["eo:bands"] = [{"name": key, "common_name": common[key]}]
-        asset.href = f"{files_url}/{path.name}"
-    data: dict[str, Any] = item.to_dict()
-    return data
-
+START = "2015-06-23T00:00:00Z"
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Servers]:
     """COGs of the sample's 10 m bands, served over HTTP and catalogued by rustac's STAC API."""
     pytest.importorskip("rustac", reason="the STAC API server is rustac's (test extra)")
     pytest.importorskip("RangeHTTPServer", reason="the file server (test extra)")
-    root = tmp_path_factory.mktemp("stac")
-    cogs = root / "cogs"
-    for band in BANDS:
-        with rasterio.open(sample_dir / f"s2_{band}.jp2") as src:
-            make_cog(cogs / f"{band}.tif", src.read(1), src.crs.to_string(), src.transform,
-                     blocksize=256)
-    sizes = {band: (cogs / f"{band}.tif").stat().st_size for band in BANDS}
-
-    api_port = _free_port()
-    api = f"http://127.0.0.1:{api_port}"
-    files_proc = subprocess.Popen(
-        [sys.executable, "-c", FILE_SERVER, str(cogs), api],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert files_proc.stdout is not None
-        files = f"http://127.0.0.1:{int(files_proc.stdout.readline())}"
-        _wait_ready(f"{files}/_stats", files_proc, "file server")
-
-        band_files = {ES_KEYS[b]: cogs / f"{b}.tif" for b in BANDS}
-        l1c = _item(L1C_ITEM, L1C, band_files, files, {k: k for k in band_files})
-        # A JP2 twin of "red" (as earth-search has): the COG must win, the JP2 does not exist.
-        l1c["assets"]["red-jp2"] = {
-            **l1c["assets"]["red"], "href": f"{files}/B04.jp2", "type": "image/jp2",
-        }
-        # Planetary-Computer-style keys, and no NIR asset at all.
-        l2a = _item(L2A_ITEM, L2A, {b: cogs / f"{b}.tif" for b in BANDS[:3]}, files,
-                    {b: ES_KEYS[b] for b in BANDS[:3]})
-        items = root / "items.json"
-        items.write_text(json.dumps({"type": "FeatureCollection", "features": [l1c, l2a]}))
-        log = (root / "rustac.log").open("w")
-        launcher = root / "rustac_cli.py"
-        launcher.write_text(RUSTAC)
-        api_proc = subprocess.Popen(
-            [sys.executable, str(launcher), "serve", "--addr", f"127.0.0.1:{api_port}",
-             "--create-collections", str(items)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_ready(f"{api}/", api_proc, "rustac serve")
-            yield Servers(files=files, api=api, sizes=sizes)
-        finally:
-            _stop(api_proc)
-            log.close()
-    finally:
-        _stop(files_proc)
+    with serve_sample_stac(tmp_path_factory.mktemp("stac"), sample_dir) as running:
+        yield running
 
 
 @pytest.fixture
@@ -524,7 +232,7 @@ def test_search_request(fresh: Servers, extensions: str, sent: dict[str, Any]) -
 
 
 def test_api_down_is_a_fast_connection_error() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     provider = StacProvider(url, retries=2, backoff=0.05)
     t0 = time.perf_counter()
     with pytest.raises(ProviderUnavailableError, match="unreachable") as exc:
@@ -624,7 +332,7 @@ def test_collections_are_declared_without_network() -> None:
     from eoembed.api import check_contract, default_sensor
     from eoembed.embedders import describe_model
 
-    provider = StacProvider(f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    provider = StacProvider(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     infos = provider.collections()
     assert set(infos) == set(KNOWN_STAC_COLLECTIONS)
     assert infos[L1C].processing_level == "L1C" and infos[L2A].processing_level == "L2A"
@@ -775,3 +483,118 @@ def test_signing_covers_the_mask_band_of_a_masked_request():
     with_mask, lacking = provider._signed([scene, without_scl], ("B04", "B08", "SCL"), renew=False)
     assert with_mask.assets["SCL"] == "http://x/SCL.tif?sig=1"
     assert set(lacking.assets) == {"B04", "B08"}
+
+
+# --------------------------------------------------------------------- injected faults
+
+FAULT_REGIONS = [
+    PointBuffer(-75.70 + 0.01 * (i % 4 - 2), 37.70 + 0.01 * (i // 4 - 1), 320)
+    for i in range(12)
+]
+
+
+def _export(servers: Servers, out: Path, sign: Any, **kwargs: Any) -> Any:
+    """An export of the fault regions through the pipeline, the API behind the file server."""
+    from eoembed.pipeline import export_batch
+
+    provider = StacProvider(f"{servers.files}/stac", collections=[L1C], sign=sign,
+                            backoff=0.01)
+    kwargs.setdefault("on_error", "continue")
+    return export_batch(
+        FAULT_REGIONS, "mosaiks", temporal=WINDOW, out=out, sensor=SensorSpec(L1C, BANDS, 10),
+        provider=provider, retry_backoff_s=0.01, progress=False, device="cpu", **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_export(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The fault regions exported without faults: what every faulty run must equal."""
+    from eoembed.pipeline import load_export
+
+    servers.control("reset")
+    out = tmp_path_factory.mktemp("clean")
+    result = _export(servers, out, _nonce_signer())
+    assert result.ok == len(FAULT_REGIONS)
+    return load_export(out)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"rate": 0.2, "seed": 7, "kinds": "500,503,429,drop,reset", "scope": "all"},
+        {"rate": 0.2, "seed": 3, "kinds": "drop", "scope": "files"},
+        {"first": 1, "kinds": "drop", "scope": "files"},
+        {"first": 1, "kinds": "503", "scope": "all"},
+    ],
+    ids=["20pct-mixed", "20pct-dropped", "first-per-file-dropped", "first-per-file-503"],
+)
+def test_every_region_survives_injected_faults_in_one_run(
+    fresh: Servers, tmp_path: Path, clean_export: Any, faults: dict[str, Any]
+) -> None:
+    """The same URLs are read again after a failure (one nonce per test, like public COGs):
+    GDAL's cached failure must not stop the retry from reaching the server."""
+    from eoembed.pipeline import load_export, read_manifest
+
+    fresh.control("faults", **faults)
+    result = _export(fresh, tmp_path / "out", _nonce_signer())
+    injected = fresh.faults()
+    fresh.control("reset")
+    assert injected > 0
+    assert (result.ok, result.failed, result.total) == (len(FAULT_REGIONS), 0, len(FAULT_REGIONS))
+    assert {e.status for e in read_manifest(tmp_path / "out")} == {"ok"}
+    got = load_export(tmp_path / "out")
+    np.testing.assert_array_equal(
+        np.stack(got.sort_values("id")["embedding"].to_numpy()),
+        np.stack(clean_export.sort_values("id")["embedding"].to_numpy()),
+    )
+
+
+def test_a_failed_open_is_retried_past_gdals_cache(fresh: Servers, expected: Any) -> None:
+    fresh.control("faults", first=1, kinds="drop")
+    provider = StacProvider(fresh.api, sign=_nonce_signer(), retries=1, backoff=0.01)
+    got = provider.fetch(POINT, WINDOW, SensorSpec(L1C, BANDS))
+    np.testing.assert_array_equal(got.values, expected.values)
+    stats = fresh.control("stats")
+    for band in BANDS:  # dropped once, then answered: the retry reached the server
+        assert stats[f"/{band}.tif"]["statuses"][0] == "drop"
+        assert set(stats[f"/{band}.tif"]["statuses"][1:]) <= {200, 206}
+
+
+def test_not_found_is_not_retried(fresh: Servers) -> None:
+    fresh.control("fail", count=1000, code=404)
+    provider = StacProvider(fresh.api, sign=_nonce_signer(), retries=3, backoff=0.01)
+    with pytest.raises(ProviderError, match="404"):
+        provider.fetch(POINT, WINDOW, SensorSpec(L1C, ("B04",)))
+    assert fresh.statuses().count(404) == 1
+
+
+def test_a_signed_url_failing_without_status_leaks_no_signature(
+    fresh: Servers, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import traceback
+
+    caplog.set_level(logging.DEBUG)
+
+    secret = f"SECRET{uuid.uuid4().hex}"
+    sign = lambda href: f"{href}?se=2999-01-01T00%3A00%3A00Z&sp=r&sig={secret}"
+    # A body that is no TIFF: GDAL's message quotes the whole signed URL, with no status.
+    fresh.control("faults", rate=1.0, kinds="garbage", scope="files")
+    result = _export(fresh, tmp_path / "out", sign, max_retries=0)
+    assert result.failed == len(FAULT_REGIONS)
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text()
+    summary = json.dumps(result.to_dict())
+    assert "sig=***" in manifest and "sig=***" in summary  # the failing URL, its secret masked
+    assert secret not in manifest and secret not in summary
+
+    with pytest.raises(ProviderError) as exc:
+        StacProvider(fresh.api, sign=sign, retries=1, backoff=0.01).fetch(
+            POINT, WINDOW, SensorSpec(L1C, ("B04",))
+        )
+    shown = "".join(traceback.format_exception(exc.value))
+    assert "sig=***" in shown and secret not in shown
+    assert caplog.records and secret not in caplog.text  # GDAL's messages, as rasterio logs them
+    assert not any(  # the log filter is removed after
+        logging.getLogger(name).filters for name in ("rasterio._env", "rasterio._err")
+    )
+    fresh.control("reset")

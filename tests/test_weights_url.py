@@ -7,7 +7,9 @@ folder (``EOEMBED_CACHE``).
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +131,108 @@ def test_http_errors_and_html_pages_are_not_weights(
     with pytest.raises(WeightsNotFoundError, match="could not be downloaded"):
         download_weights("m", _source(weights_server))
     assert _leftovers(weights_server.cache) == []
+
+
+# --------------------------------------------------------------------- offline, fail fast
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty Hugging Face cache, downloads allowed, the Hub at a loopback port nobody serves."""
+    from huggingface_hub import constants
+
+    from eoembed.testing.servers import free_port
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("EOEMBED_OFFLINE", raising=False)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    return endpoint
+
+
+HUB_MODEL = "ssl4eo-s12-vit-s16-dino"
+
+
+def _hub_source() -> WeightsSource:
+    from eoembed.embedders import describe_model
+
+    source = describe_model(HUB_MODEL).weights
+    assert source is not None and not source.download_url
+    return source
+
+
+def test_missing_hub_weights_without_network_fail_at_once(empty_hub: str) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError) as info:
+        download_weights(HUB_MODEL, _hub_source())
+    assert time.perf_counter() - t0 < 2  # not the Hub client's retries (24 s and more)
+    message = str(info.value)
+    assert "this machine is offline" in message and empty_hub in message
+    assert f"eoembed weights download {HUB_MODEL}" in message and "weights='random'" in message
+
+
+def test_missing_hub_weights_with_hub_offline_fail_at_once(
+    empty_hub: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match=r"offline \(HF_HUB_OFFLINE"):
+        download_weights(HUB_MODEL, _hub_source())
+    assert time.perf_counter() - t0 < 2
+
+
+@pytest.mark.parametrize("offline_switch", [True, False])
+def test_weights_download_command_offline_does_not_advise_itself(
+    empty_hub: str, monkeypatch: pytest.MonkeyPatch, offline_switch: bool
+) -> None:
+    from typer.testing import CliRunner
+
+    from eoembed.cli.main import app
+
+    if offline_switch:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, ["weights", "download", HUB_MODEL])
+    assert time.perf_counter() - t0 < 2
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "error:" in output and "offline" in output
+    assert "run `eoembed weights download" not in output
+    assert "network access" in output
+
+
+def test_url_weights_with_the_server_down_fail_at_once(
+    weights_server: WeightsServer,  # noqa: F811
+) -> None:
+    source = _source(weights_server)
+    weights_server.stop()
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match="this machine is offline"):
+        download_weights("m", source)
+    assert time.perf_counter() - t0 < 2
+
+
+def test_url_download_is_retried_after_a_transient_failure(
+    weights_server: WeightsServer, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """A server answering 503 once: the one retry policy tries again and gets the file."""
+    from eoembed.embedders import weights
+
+    (weights_server.folder / "w.pth").write_bytes(PAYLOAD)
+    handler = weights_server.server.RequestHandlerClass
+    answered: list[int] = []
+    real_get = handler.func.do_GET  # type: ignore[attr-defined]
+
+    def flaky_get(self: Any) -> None:
+        answered.append(503 if not answered else 200)
+        if answered[-1] == 503:
+            self.send_error(503)
+        else:
+            real_get(self)
+
+    monkeypatch.setattr(handler.func, "do_GET", flaky_get)  # type: ignore[attr-defined]
+    monkeypatch.setattr(weights, "_DOWNLOAD_RETRIES", weights.RetryPolicy(2, 0.01))
+    assert download_weights("m", _source(weights_server)).read_bytes() == PAYLOAD
+    assert answered == [503, 200]

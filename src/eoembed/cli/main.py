@@ -80,8 +80,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _print_error(message: str) -> None:
-    """Print ``error: <message>`` in red on stderr, on a single line."""
-    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    """Print ``error: <message>`` in red on stderr, on a single line, secrets masked."""
+    from eoembed.redact import redact
+
+    line = redact(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
     _console(stderr=True).print(Text(f"error: {line}", style="red"), soft_wrap=True)
 
 
@@ -241,7 +243,7 @@ def weights_download_command(models: ModelsArg) -> None:
         if source is None:
             console.print(f"{model}: no weights needed")
         else:
-            console.print(f"{model}: {download_weights(model, source)}")
+            console.print(f"{model}: {download_weights(model, source, command=True)}")
 
 
 # -- embed --------------------------------------------------------------------------------------

@@ -11,18 +11,27 @@ chosen as for the patch cache: ``$EOEMBED_CACHE`` or the platform's user cache f
 temporary ``.part`` name renamed into place only when complete and verified, so an interrupted
 or corrupt download never looks cached. The same offline switches apply (``HF_HUB_OFFLINE=1``
 or ``EOEMBED_OFFLINE=1``): then only the cached file is used.
+
+Missing weights fail at once on a machine that is offline: when downloads are switched off,
+or when the server cannot even be connected to (a refused connection, an unknown host),
+without the Hub client's minute of retries; the message says so and what to do. Transient
+failures of a download that got going (a reset, HTTP 5xx) are retried by eoembed's one
+retry policy (:mod:`eoembed.retrying`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from eoembed.errors import (
     ChecksumError,
@@ -31,6 +40,8 @@ from eoembed.errors import (
     UnsafeWeightsError,
     WeightsNotFoundError,
 )
+from eoembed.redact import redact
+from eoembed.retrying import RetryPolicy, error_chain, is_transient
 
 if TYPE_CHECKING:
     from eoembed.embedders.card import WeightsSource
@@ -51,6 +62,11 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 _CHUNK = 1 << 20
 _URL_TIMEOUT_S = 60.0
 """Seconds without data before a URL download is abandoned."""
+_PROBE_TIMEOUT_S = 3.0
+"""Seconds to resolve and connect to a weights server before calling the machine offline."""
+_DOWNLOAD_RETRIES = RetryPolicy(max_retries=2, backoff_s=1.0, deadline_s=600.0)
+"""Retries of a URL download after a reset, a timeout or HTTP 408/425/429/5xx."""
+_OFFLINE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED})
 
 
 def file_sha256(path: str | Path) -> str:
@@ -62,13 +78,68 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _how_to_get(model_id: str, source: WeightsSource) -> str:
+def _how_to_get(model_id: str, source: WeightsSource, *, command: bool = False) -> str:
+    """What to do about missing hub weights.
+
+    ``command``: said by ``eoembed weights download`` itself, which must not send the user to
+    run it again.
+    """
+    if command:
+        return (
+            f"run it again where the machine has network access (and HF_HUB_OFFLINE / "
+            f"EOEMBED_OFFLINE unset), or on a connected machine, then copy the Hugging Face "
+            f"cache (HF_HUB_CACHE) here; or download {source.repo_id}/{source.filename} at "
+            f"revision {source.revision} yourself and pass weights='/path/to/{source.filename}'"
+        )
     return (
         f"on a connected machine run `eoembed weights download {model_id}` (or "
         f"`huggingface-cli download {source.repo_id} {source.filename} --revision "
         f"{source.revision}`) and copy the Hugging Face cache (HF_HUB_CACHE) here; or pass "
         f"weights='/path/to/{source.filename}'; or weights='random' for an untrained model"
     )
+
+
+def _offline_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine has no network (not that the server is failing)."""
+    for current in error_chain(exc):
+        for err in (current, getattr(current, "reason", None)):  # URLError keeps it in .reason
+            if isinstance(err, socket.gaierror | ConnectionRefusedError):
+                return True
+            if isinstance(err, OSError) and err.errno in _OFFLINE_ERRNOS:
+                return True
+    return False
+
+
+def unreachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> str | None:
+    """Why ``url``'s server cannot be connected to (no DNS, refused, no route), or None.
+
+    One TCP connection attempt, given up after ``timeout`` seconds all told (name lookup
+    included, which has no timeout of its own: it runs in a thread that is abandoned). Behind
+    a proxy (``HTTPS_PROXY``, ...) the proxy is what has to be reachable.
+    """
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{type(exc).__name__}: {exc}" if _offline_error(exc) else None)
+
+    thread = threading.Thread(target=probe, daemon=True, name="eoembed-probe")
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return f"no answer from {host} within {timeout:g} s"
+    return outcome[0]
 
 
 def offline() -> bool:
@@ -96,41 +167,33 @@ def url_cache_path(source: WeightsSource) -> Path:
     return weights_cache_dir() / key / Path(source.filename).name
 
 
-def download_weights(model_id: str, source: WeightsSource) -> Path:
+def download_weights(model_id: str, source: WeightsSource, *, command: bool = False) -> Path:
     """The local path of ``source``: from the cache, downloading only when allowed.
 
     The source's ``companions`` (a ``config.json``) are fetched too.
+
+    Args:
+        model_id: the model the weights are for (named in errors).
+        source: where the weights come from.
+        command: the caller is ``eoembed weights download`` (its errors then do not advise
+            running it).
 
     Raises:
         WeightsNotFoundError: not cached and not downloadable (offline, or no network);
             the message says how to get the file.
         ChecksumError: the file's sha256 does not match the pinned one.
     """
-    path = _fetch(model_id, source)[0]
+    path = _fetch(model_id, source, command=command)[0]
     for name in source.companions:
-        fetch_companion(model_id, source, name)
+        fetch_companion(model_id, source, name, command=command)
     return path
 
 
-def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
+def _fetch(model_id: str, source: WeightsSource, *, command: bool = False) -> tuple[Path, str]:
     """(local path, sha256) of ``source``, verified against the pinned hash when there is one."""
     if source.download_url:
-        return _fetch_url(model_id, source)
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:
-        raise DependencyNotFoundError("huggingface_hub", "torch") from None
-    try:
-        path = Path(
-            hf_hub_download(source.repo_id, source.filename, revision=source.revision)
-        )
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise WeightsNotFoundError(
-            f"weights for {model_id!r} ({source.repo_id}@{source.revision[:12]}/"
-            f"{source.filename}) are not available: {type(exc).__name__}. "
-            + _how_to_get(model_id, source)
-        ) from None
+        return _fetch_url(model_id, source, command=command)
+    path = _hub_file(model_id, source, source.filename, command=command)
     digest = file_sha256(path)
     if source.sha256 and not digest.startswith(source.sha256.lower()):
         raise ChecksumError(
@@ -140,31 +203,69 @@ def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
     return path, digest
 
 
-def fetch_companion(model_id: str, source: WeightsSource, filename: str) -> tuple[Path, str]:
+def _hub_file(
+    model_id: str, source: WeightsSource, filename: str, *, command: bool = False
+) -> Path:
+    """``filename`` of the source's Hub repository at its revision: cached, else downloaded."""
+    try:
+        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise DependencyNotFoundError("huggingface_hub", "torch") from None
+    what = f"{filename} for {model_id!r} ({source.repo_id}@{source.revision[:12]})"
+    try:
+        return Path(hf_hub_download(
+            source.repo_id, filename, revision=source.revision, local_files_only=True
+        ))
+    except (LocalEntryNotFoundError, OSError):
+        pass
+    # Not cached. Say at once when nothing can be downloaded, rather than after the Hub
+    # client's retries (half a minute and more).
+    if offline():
+        raise WeightsNotFoundError(
+            f"{what} is not cached and this machine is offline (HF_HUB_OFFLINE / "
+            f"EOEMBED_OFFLINE is set). " + _how_to_get(model_id, source, command=command)
+        ) from None
+    why = unreachable(constants.ENDPOINT)
+    if why is not None:
+        raise WeightsNotFoundError(
+            f"{what} is not cached and this machine is offline: cannot connect to "
+            f"{constants.ENDPOINT} ({why}). " + _how_to_get(model_id, source, command=command)
+        ) from None
+    try:
+        return Path(hf_hub_download(source.repo_id, filename, revision=source.revision))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise WeightsNotFoundError(
+            f"{what} is not available: {type(exc).__name__}. "
+            + _how_to_get(model_id, source, command=command)
+        ) from None
+
+
+def fetch_companion(
+    model_id: str, source: WeightsSource, filename: str, *, command: bool = False
+) -> tuple[Path, str]:
     """Another file of the weights' Hub repository at the same revision (a ``config.json``).
 
     Returns its local path and sha256 (recorded, as the release publishes no hash of it).
     """
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:
-        raise DependencyNotFoundError("huggingface_hub", "torch") from None
-    try:
-        path = Path(hf_hub_download(source.repo_id, filename, revision=source.revision))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise WeightsNotFoundError(
-            f"{filename} for {model_id!r} ({source.repo_id}@{source.revision[:12]}) is not "
-            f"available: {type(exc).__name__}. " + _how_to_get(model_id, source)
-        ) from None
+    path = _hub_file(model_id, source, filename, command=command)
     return path, file_sha256(path)
 
 
-def _how_to_get_url(model_id: str, source: WeightsSource, target: Path) -> str:
+def _how_to_get_url(
+    model_id: str, source: WeightsSource, target: Path, *, command: bool = False
+) -> str:
+    if command:
+        return (
+            f"run it again where the machine has network access (and HF_HUB_OFFLINE / "
+            f"EOEMBED_OFFLINE unset), or on a connected machine and copy {target} to the "
+            f"same path here; or download {redact(source.download_url)} yourself and pass "
+            f"weights='/path/to/{Path(source.filename).name}'"
+        )
     return (
         f"on a connected machine run `eoembed weights download {model_id}` and copy {target} "
         f"to the same path here (the cache root follows EOEMBED_CACHE); or download "
-        f"{source.download_url} yourself and pass weights='/path/to/{Path(source.filename).name}'"
+        f"{redact(source.download_url)} yourself and pass weights='/path/to/{Path(source.filename).name}'"
         f"; or weights='random' for an untrained model"
     )
 
@@ -179,7 +280,9 @@ def _verify(model_id: str, source: WeightsSource, path: Path, digest: str) -> No
         )
 
 
-def _fetch_url(model_id: str, source: WeightsSource) -> tuple[Path, str]:
+def _fetch_url(
+    model_id: str, source: WeightsSource, *, command: bool = False
+) -> tuple[Path, str]:
     """The cached copy of ``source.download_url``, downloaded first when missing and allowed."""
     target = url_cache_path(source)
     if target.is_file():
@@ -188,16 +291,42 @@ def _fetch_url(model_id: str, source: WeightsSource) -> tuple[Path, str]:
         return target, digest
     if offline():
         raise WeightsNotFoundError(
-            f"weights for {model_id!r} ({source.download_url}) are not cached at {target} and "
-            f"downloads are off (HF_HUB_OFFLINE / EOEMBED_OFFLINE). "
-            + _how_to_get_url(model_id, source, target)
+            f"weights for {model_id!r} ({redact(source.download_url)}) are not cached at "
+            f"{target} and downloads are off: this machine is offline (HF_HUB_OFFLINE / "
+            f"EOEMBED_OFFLINE is set). " + _how_to_get_url(model_id, source, target, command=command)
         )
-    return target, _download(model_id, source, target)
+    return target, _download(model_id, source, target, command=command)
 
 
-def _download(model_id: str, source: WeightsSource, target: Path) -> str:
-    """Stream the URL to ``<target>.<random>.part``, verify it, rename it; return its sha256."""
+def _download(
+    model_id: str, source: WeightsSource, target: Path, *, command: bool = False
+) -> str:
+    """:func:`_download_once` under the retry policy; an offline machine fails at once."""
     import http.client
+
+    def worth(exc: BaseException) -> bool:
+        return not _offline_error(exc) and (
+            is_transient(exc) or isinstance(exc, http.client.HTTPException)
+        )
+
+    url = redact(source.download_url)
+    try:
+        return _DOWNLOAD_RETRIES.call(
+            lambda: _download_once(model_id, source, target), retry_if=worth
+        ).value
+    except EoembedError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+        offline_now = " (this machine is offline)" if _offline_error(exc) else ""
+        raise WeightsNotFoundError(
+            f"weights for {model_id!r} could not be downloaded from {url}{offline_now}: "
+            f"{type(exc).__name__}: {redact(exc)}. "
+            + _how_to_get_url(model_id, source, target, command=command)
+        ) from None
+
+
+def _download_once(model_id: str, source: WeightsSource, target: Path) -> str:
+    """Stream the URL to ``<target>.<random>.part``, verify it, rename it; return its sha256."""
     import urllib.request
 
     from eoembed._version import __version__
@@ -214,8 +343,8 @@ def _download(model_id: str, source: WeightsSource, target: Path) -> str:
         ) as response:
             if response.headers.get_content_type() == "text/html":
                 raise WeightsNotFoundError(
-                    f"weights for {model_id!r}: {url} answered with an HTML page, not the file "
-                    f"(a sign-in, quota or confirmation page?). "
+                    f"weights for {model_id!r}: {redact(url)} answered with an HTML page, not "
+                    f"the file (a sign-in, quota or confirmation page?). "
                     + _how_to_get_url(model_id, source, target)
                 )
             expected = response.headers.get("Content-Length")
@@ -223,22 +352,12 @@ def _download(model_id: str, source: WeightsSource, target: Path) -> str:
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-        if expected is not None and size != int(expected):
-            raise WeightsNotFoundError(
-                f"weights for {model_id!r}: the download of {url} stopped after {size} of "
-                f"{expected} bytes; run again"
-            )
+        if expected is not None and size != int(expected):  # a transient failure: retried
+            raise ConnectionError(f"the download stopped after {size} of {expected} bytes")
         hexdigest = digest.hexdigest()
         _verify(model_id, source, tmp, hexdigest)
         os.replace(tmp, target)
         return hexdigest
-    except EoembedError:
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
-        raise WeightsNotFoundError(
-            f"weights for {model_id!r} could not be downloaded from {url}: "
-            f"{type(exc).__name__}: {exc}. " + _how_to_get_url(model_id, source, target)
-        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 

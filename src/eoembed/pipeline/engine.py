@@ -32,6 +32,7 @@ from eoembed.pipeline.integrity import checksum
 from eoembed.pipeline.manifest import Manifest, ManifestEntry
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
 from eoembed.pipeline.retry import RetryPolicy, attempts_of
+from eoembed.redact import redact
 
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
@@ -108,7 +109,8 @@ class _Item:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """The error as the manifest and the summary record it: signatures and tokens masked."""
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 class _Stop(Exception):

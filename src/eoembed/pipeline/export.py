@@ -43,6 +43,7 @@ from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, read_manifest
 from eoembed.pipeline.plan import Job, ModelPlan, model_request, plan_fetches
 from eoembed.pipeline.progress import export_progress
 from eoembed.pipeline.retry import RetryPolicy
+from eoembed.redact import redact
 from eoembed.specs import OutputSpec, SensorSpec, TemporalSpec, as_spatial
 from eoembed.specs.spatial import SpatialLike, SpatialSpec
 
@@ -86,13 +87,16 @@ class ExportResult:
         return self.failed == 0 and self.ok + self.skipped + self.reused == self.total
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary."""
+        """JSON-able summary (signatures and tokens in any text masked)."""
         return {
             "out": str(self.out), "format": self.format, "total": self.total, "ok": self.ok,
             "failed": self.failed, "skipped": self.skipped, "reused": self.reused,
             "fetches": self.fetches, "unique_requests": self.unique_requests,
-            "seconds": round(self.seconds, 3), "warnings": self.warnings,
-            "failures": self.failures,
+            "seconds": round(self.seconds, 3), "warnings": [redact(w) for w in self.warnings],
+            "failures": [
+                {k: redact(v) if isinstance(v, str) else v for k, v in failure.items()}
+                for failure in self.failures
+            ],
         }
 
 

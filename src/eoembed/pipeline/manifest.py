@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from eoembed.redact import redact
+
 __all__ = ["MANIFEST_NAME", "Manifest", "ManifestEntry", "Status", "read_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -53,8 +55,11 @@ class ManifestEntry:
     """When the outcome was recorded (UTC, ISO 8601)."""
 
     def to_json(self) -> str:
-        """One line of canonical JSON."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        """One line of canonical JSON; the error's signatures and tokens are masked."""
+        data = asdict(self)
+        if data["error"] is not None:
+            data["error"] = redact(data["error"])
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _parse(lines: Iterable[bytes]) -> Iterator[ManifestEntry]:

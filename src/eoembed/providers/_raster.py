@@ -18,6 +18,10 @@ matters is per region, not per file. Three things keep it low:
 
 :func:`read_onto_grid_warped` keeps the original open-warp-close path as the reference that
 tests and benchmarks compare against.
+
+A remote file whose open or read failed is reopened with GDAL's curl cache bypassed
+(:func:`_fresh_env`): ``/vsicurl/`` remembers a failed open for the life of the process, so
+without this every later try of that file would fail without reaching the server.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
+
+from eoembed.retrying import RetryPolicy, http_status, is_transient
 
 if TYPE_CHECKING:
     from rasterio.crs import CRS
@@ -168,8 +174,11 @@ class _Handle:
     """Grid CRS -> (same CRS as the file, file's pixel size in that CRS)."""
 
     @classmethod
-    def open(cls, href: str, signature: tuple[int, int] | None) -> _Handle:
-        with rasterio.Env(**GDAL_ENV):
+    def open(
+        cls, href: str, signature: tuple[int, int] | None, *, fresh: bool = False
+    ) -> _Handle:
+        """Open ``href``; ``fresh`` bypasses what GDAL cached about it (after a failure)."""
+        with rasterio.Env(**GDAL_ENV, **(_fresh_env(href) if fresh else {})):
             src = rasterio.open(href)
         t = src.transform
         plain = (
@@ -191,6 +200,28 @@ class _Handle:
             info = (same, native_resolution(self.src, grid))
             self.by_crs[grid.crs] = info
         return info
+
+
+def _vsi_path(href: str) -> str:
+    """The GDAL file name rasterio opens for ``href`` (``/vsicurl/https://...`` for a URL)."""
+    from rasterio._path import _parse_path  # not re-exported; rasterio.open does the same
+
+    return str(_parse_path(href).as_vsi())
+
+
+def _fresh_env(href: str) -> dict[str, str]:
+    """GDAL options under which opening ``href`` reaches the server again.
+
+    GDAL's ``/vsicurl/`` keeps a process-wide cache of file properties, failures included
+    ("does not exist", an HTTP error), so a retry of a file whose first request failed never
+    leaves the process. A handle opened while ``CPL_VSIL_CURL_NON_CACHED`` names the file
+    ignores and, when closed, drops that file's cached state. rasterio does not expose
+    ``VSICurlPartialClearCache``, and ``rasterio.Env`` sets the option for the calling thread
+    only, for the duration of the open, so nothing else in the process is affected. (GDAL
+    splits the option's value at colons, so the prefix it compares is the URL's scheme part:
+    every file this thread opens within the block is opened uncached, which is just the one.)
+    """
+    return {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)}
 
 
 def is_local(href: str) -> bool:
@@ -226,24 +257,29 @@ class _HandlePool:
         self._count = 0
         self._max_handles = max_handles
         self._per_file = per_file
+        self._failed: set[str] = set()
+        """Hrefs whose last open or read failed: reopened bypassing GDAL's curl cache."""
 
     def forget(self) -> None:
         """Drop every handle without closing it (in a forked child; the parent owns them)."""
         self._lock = threading.Lock()
         self._idle = OrderedDict()
         self._count = 0
+        self._failed = set()
 
     @contextmanager
     def lend(self, href: str) -> Iterator[_Handle]:
         """An open handle on ``href`` for the duration of the block; returned to the pool after.
 
         A handle whose read raised is closed rather than returned, in case GDAL left it in a
-        bad state.
+        bad state, and the next open of a remote ``href`` after a failure bypasses GDAL's
+        cached state of it, so that a retry reaches the server.
         """
         signature = _signature(href)
         handle = None
         stale: list[_Handle] = []
         with self._lock:
+            failed = href in self._failed
             idle = self._idle.get(href)
             if idle:
                 if idle[-1].signature == signature:
@@ -254,13 +290,26 @@ class _HandlePool:
                     self._count -= len(stale)
         _close(stale)
         if handle is None:
-            handle = _Handle.open(href, signature)
+            try:
+                handle = _Handle.open(href, signature, fresh=failed)
+            except BaseException:
+                self._mark_failed(href)
+                raise
         try:
             yield handle
         except BaseException:
             _close([handle])
+            self._mark_failed(href)
             raise
+        if failed:
+            with self._lock:
+                self._failed.discard(href)
         self._give_back(href, handle)
+
+    def _mark_failed(self, href: str) -> None:
+        if not is_local(href):
+            with self._lock:
+                self._failed.add(href)
 
     def _give_back(self, href: str, handle: _Handle) -> None:
         extra: list[_Handle] = []
@@ -320,8 +369,36 @@ def read_onto_grid(
     Equal, pixel for pixel, to :func:`read_onto_grid_warped`: only the blocks under the grid
     are read; pixels equal to ``nodata`` (or the file's own nodata value) and pixels outside
     the file become NaN. Reuses open handles, and skips the warper when the grid is aligned
-    with the file's pixels.
+    with the file's pixels. A remote read broken off without an HTTP status (a connection
+    closed or reset, which GDAL does not always retry itself) is tried again, past GDAL's
+    cached state of the file (:data:`REMOTE_READ_RETRIES`).
     """
+    if is_local(href):
+        return _read_onto_grid(href, grid, resampling, nodata)
+    return REMOTE_READ_RETRIES.call(
+        lambda: _read_onto_grid(href, grid, resampling, nodata), retry_if=_broken_off
+    ).value
+
+
+REMOTE_READ_RETRIES = RetryPolicy(max_retries=2, backoff_s=0.1, deadline_s=60.0)
+"""Retries of one remote band read after a broken connection. Errors with an HTTP status are
+left to GDAL's own retries and to the provider's (which re-signs refused URLs)."""
+
+
+def _broken_off(err: BaseException) -> bool:
+    """A GDAL read that failed for want of a connection, not for what the server said."""
+    from rasterio.errors import RasterioError
+
+    if not isinstance(err, RasterioError) or http_status(err) is not None:
+        return False
+    text = str(err)
+    return is_transient(err) or "IReadBlock failed" in text or "Read or write failed" in text
+
+
+def _read_onto_grid(
+    href: str, grid: Grid, resampling: str, nodata: float | None
+) -> np.ndarray:
+    """One try of :func:`read_onto_grid`."""
     with (_POOL if is_local(href) else _REMOTE_POOL).lend(href) as handle:
         src = handle.src
         src_nodata = src.nodata if src.nodata is not None else nodata

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -50,6 +49,8 @@ from eoembed.providers.masks import (
 )
 from eoembed.providers.radiometry import Radiometry, harmonised_collection, radiometry_record
 from eoembed.providers.scenes import to_dataarray
+from eoembed.redact import redact
+from eoembed.retrying import RETRY_STATUSES, RetryPolicy
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -94,7 +95,7 @@ _AUTH_HINT = (
     "Google Cloud project registered for Earth Engine: provider='earthengine:<project>' or "
     "EarthEngineProvider(project=...)"
 )
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRY_STATUSES = RETRY_STATUSES
 _RETRY_MESSAGES = (
     "too many concurrent aggregations",
     "too many requests",
@@ -297,7 +298,7 @@ def _http_status(err: BaseException) -> int | None:
 
 
 def _message(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    text = redact(" ".join(str(err).split()))
     return (text or type(err).__name__)[:500]
 
 
@@ -489,6 +490,7 @@ class EarthEngineProvider:
         self._max_concurrent = max_concurrent
         self._retries = retries
         self._backoff = backoff
+        self._policy = RetryPolicy(retries, backoff, max_wait_s=60.0)
         self._max_request_bytes = max_request_bytes
         self._http_transport = http_transport
         self._slots = threading.BoundedSemaphore(max_concurrent)
@@ -836,42 +838,45 @@ class EarthEngineProvider:
             return self._pool
 
     def _call(self, what: str, request: Callable[[], T]) -> T:
-        """``request()`` within the concurrency limit, retried with backoff when worth it."""
-        attempt = 0
-        while True:
-            with self._slots:
-                try:
-                    return request()
-                except Exception as err:  # noqa: BLE001  (classified below: retried or translated)
-                    failure = err
-            retry, error = self._classify(what, failure, attempt)
-            if not retry:
-                raise error from failure
-            base = self._backoff * 2**attempt
-            time.sleep(min(60.0, base / 2 + random.uniform(0, base / 2)))
-            attempt += 1
+        """``request()`` within the concurrency limit, under eoembed's retry policy.
 
-    def _classify(self, what: str, err: Exception, attempt: int) -> tuple[bool, ProviderError]:
-        """Whether to retry ``err``, and the eoembed error to raise if not."""
+        The concurrency slot is held only while a request is in flight, not while waiting
+        to retry; what is retried is decided by :meth:`_transient`.
+        """
+
+        def attempt() -> T:
+            with self._slots:
+                return request()
+
+        try:
+            return self._policy.call(attempt, retry_if=self._transient).value
+        except Exception as err:
+            raise self._classify(what, err) from err
+
+    @staticmethod
+    def _transient(err: BaseException) -> bool:
+        """Worth retrying: HTTP 408/425/429/5xx, a quota answer, a connection failure."""
+        status = _http_status(err)
+        return (
+            status in _RETRY_STATUSES
+            or any(m in _message(err).lower() for m in _RETRY_MESSAGES)  # whatever the status
+            or (status is None and _transport_error(err))
+        )
+
+    def _classify(self, what: str, err: BaseException) -> ProviderError:
+        """The eoembed error to raise for ``err`` once it is not (or no longer) retried."""
         status = _http_status(err)
         detail = _message(err)
         at = f" (HTTP {status})" if status is not None else ""
-        transient = (
-            status in _RETRY_STATUSES
-            or any(m in detail.lower() for m in _RETRY_MESSAGES)  # whatever the status
-            or (status is None and _transport_error(err))
-        )
-        if transient:
-            if attempt < self._retries:
-                return True, ProviderUnavailableError(detail)
-            return False, ProviderUnavailableError(
+        if self._transient(err):
+            return ProviderUnavailableError(
                 f"Earth Engine {what} kept failing{at} after {self._retries} retries: {detail}"
             )
         if _auth_error(err) or status in (401, 403):
-            return False, ProviderError(
+            return ProviderError(
                 f"Earth Engine refused the {what}{at}: {detail}. If credentials or the "
                 f"project are the problem: {_AUTH_HINT}"
             )
         if status is None:
-            return False, ProviderError(f"Earth Engine {what} failed: {detail}")
-        return False, ProviderError(f"Earth Engine refused the {what}{at}: {detail}")
+            return ProviderError(f"Earth Engine {what} failed: {detail}")
+        return ProviderError(f"Earth Engine refused the {what}{at}: {detail}")

@@ -10,7 +10,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -416,7 +416,8 @@ class SceneProvider:
         """``task(0) ... task(n - 1)``: on this provider's reader threads if ``threads``.
 
         The threads live as long as the provider: starting a pool per fetch cost more than
-        the reads themselves once handles are reused.
+        the reads themselves once handles are reused. Returns (or raises the first error)
+        only once every task has ended.
         """
         if not threads or self._max_workers <= 1 or n <= 1:
             for i in range(n):
@@ -428,7 +429,11 @@ class SceneProvider:
                     self._max_workers, thread_name_prefix=f"eoembed-{self.name}-read"
                 )
             pool = self._pool
-        for future in [pool.submit(task, i) for i in range(n)]:
+        futures = [pool.submit(task, i) for i in range(n)]
+        # Every read ends before the first error is raised: a caller's settings (GDAL
+        # options, log redaction) stay in force until no read of this fetch runs any more.
+        wait(futures)
+        for future in futures:
             future.result()
 
     def fetch_series(

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from eoembed.errors import (
@@ -35,6 +36,8 @@ from eoembed.providers._stac_bands import (
 from eoembed.providers.base import CollectionInfo, Scene
 from eoembed.providers.radiometry import sentinel2_radiometry
 from eoembed.providers.scenes import SceneProvider
+from eoembed.redact import RedactingFilter, redact
+from eoembed.retrying import RETRY_STATUSES, RetryPolicy, http_status, is_transient
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -59,7 +62,8 @@ PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
 Signer = Callable[[str], str]
 """Turns an asset href into one that can be read (e.g. ``planetary_computer.sign``)."""
 
-_RETRY_STATUSES = (429, 500, 502, 503, 504)
+T = TypeVar("T")
+
 _AUTH_FAILURES = ("HTTP response code: 401", "HTTP response code: 403")
 _EXPIRY_MARGIN = dt.timedelta(minutes=1)
 """A signature this close to expiry is renewed before reading: reads take a while."""
@@ -178,6 +182,9 @@ class PlanetaryComputerSigner:
 _HTTP_LOCK = threading.Lock()
 _HTTP_USERS = 0
 _HTTP_SAVED: dict[str, str | None] = {}
+_GDAL_LOGGERS = ("rasterio._env", "rasterio._err", "rasterio.env", "rasterio._base")
+"""Where rasterio logs GDAL's messages and the options and paths it opens."""
+_LOG_FILTER = RedactingFilter()
 
 
 @contextmanager
@@ -187,6 +194,7 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
     GDAL configuration is process-wide, and SceneProvider reads in worker threads while other
     fetches may run at once; a per-thread ``rasterio.Env`` would let one fetch's exit unset
     options under another. So the first reader sets them and the last one restores them.
+    Meanwhile GDAL's messages that rasterio logs (which may quote signed URLs) are redacted.
     """
     from rasterio._env import del_gdal_config  # not re-exported by rasterio.env
     from rasterio.env import get_gdal_config, set_gdal_config
@@ -194,6 +202,8 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
     global _HTTP_USERS
     with _HTTP_LOCK:
         if _HTTP_USERS == 0:
+            for name in _GDAL_LOGGERS:
+                logging.getLogger(name).addFilter(_LOG_FILTER)
             for key, value in options.items():
                 _HTTP_SAVED[key] = get_gdal_config(key, normalize=False)
                 set_gdal_config(key, value, normalize=False)
@@ -204,6 +214,8 @@ def _gdal_http_options(options: Mapping[str, str]) -> Iterator[None]:
         with _HTTP_LOCK:
             _HTTP_USERS -= 1
             if _HTTP_USERS == 0:
+                for name in _GDAL_LOGGERS:
+                    logging.getLogger(name).removeFilter(_LOG_FILTER)
                 for key, saved in _HTTP_SAVED.items():
                     if saved is None:
                         del_gdal_config(key)
@@ -268,9 +280,15 @@ class StacProvider:
         headers: HTTP headers for the STAC API requests (not sent to asset storage).
         max_items: most items one search returns; least cloudy first where the API sorts.
         timeout: seconds before an API request or an asset read is given up and retried.
-        retries: retries of API requests and asset reads after a connection error, a
-            timeout or HTTP 429/5xx.
-        backoff: base delay between retries in seconds; it doubles with every retry.
+        retries: retries of API requests and asset reads after a connection error (reset,
+            closed, refused), a timeout or HTTP 408/425/429/500/502/503/504 (see
+            :mod:`eoembed.retrying`); other HTTP errors fail at once. GDAL retries each
+            HTTP request as often, and a file whose open failed is reopened past GDAL's
+            cache, so every retry reaches the server.
+        backoff: base delay between retries in seconds; it doubles with every retry, plus
+            a random jitter of up to ``backoff``.
+        deadline: seconds after the first try of a request or read when no further retry
+            starts (None: no limit).
         name: the provider's name in results (``attrs["provider"]``).
     """
 
@@ -285,16 +303,18 @@ class StacProvider:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        deadline: float | None = 300.0,
         name: str = "stac",
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise SpecError("StacProvider.url", url, allowed="an http(s) URL of a STAC API")
         if max_items < 1:
             raise SpecError("StacProvider.max_items", max_items, allowed="an integer >= 1")
-        if timeout <= 0 or retries < 0 or backoff < 0:
+        if timeout <= 0 or retries < 0 or backoff < 0 or (deadline is not None and deadline <= 0):
             raise SpecError(
-                "StacProvider", {"timeout": timeout, "retries": retries, "backoff": backoff},
-                allowed="timeout > 0, retries >= 0, backoff >= 0",
+                "StacProvider",
+                {"timeout": timeout, "retries": retries, "backoff": backoff, "deadline": deadline},
+                allowed="timeout > 0, retries >= 0, backoff >= 0, deadline > 0 or None",
             )
         self.url = url
         self.name = name
@@ -308,6 +328,7 @@ class StacProvider:
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
+        self._policy = RetryPolicy(retries, backoff, deadline_s=deadline)
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -373,21 +394,12 @@ class StacProvider:
             ProviderError: an item lacks an asset for a requested band, or reading failed.
             ProviderUnavailableError: the STAC API cannot be reached (a ConnectionError).
         """
-        from rasterio.errors import RasterioError
-
         scenes = self.search(spatial, temporal, sensor)
         self._check_assets(scenes, sensor)
-        with _gdal_http_options(self._gdal_options()):
-            try:
-                return self._read(scenes, spatial, temporal, sensor, grid, refresh=False)
-            except RasterioError as err:
-                if self._sign is None or not _may_be_auth_failure(err):
-                    raise self._read_error(scenes, err) from err
-            # The storage refused the signature (expired or revoked): sign afresh, read again.
-            try:
-                return self._read(scenes, spatial, temporal, sensor, grid, refresh=True)
-            except RasterioError as err:
-                raise self._read_error(scenes, err) from err
+        return self._read_with_retries(
+            scenes,
+            lambda refresh: self._read(scenes, spatial, temporal, sensor, grid, refresh=refresh),
+        )
 
     def fetch_series(
         self,
@@ -403,8 +415,6 @@ class StacProvider:
         One search for the whole window, then the per-request SceneProvider reads the frames;
         signing, retries and errors work as in :meth:`fetch`.
         """
-        from rasterio.errors import RasterioError
-
         from eoembed.providers.series import check_frames
 
         check_frames(frames, temporal)  # a bad value fails before the API is contacted
@@ -423,16 +433,7 @@ class StacProvider:
             data.attrs["stac_api"] = self.url
             return data
 
-        with _gdal_http_options(self._gdal_options()):
-            try:
-                return read(refresh=False)
-            except RasterioError as err:
-                if self._sign is None or not _may_be_auth_failure(err):
-                    raise self._read_error(scenes, err) from err
-            try:
-                return read(refresh=True)
-            except RasterioError as err:
-                raise self._read_error(scenes, err) from err
+        return self._read_with_retries(scenes, read)
 
     # ------------------------------------------------------------------ search
 
@@ -444,21 +445,13 @@ class StacProvider:
                 from pystac_client import Client
                 from pystac_client.exceptions import APIError
                 from pystac_client.stac_api_io import StacApiIO
-                from urllib3 import Retry
 
-                retry = Retry(
-                    total=self._retries, connect=self._retries, read=self._retries,
-                    status=self._retries, other=0, backoff_factor=self._backoff,
-                    status_forcelist=_RETRY_STATUSES, allowed_methods=None,
-                    raise_on_status=False,  # the last response's status and body make the error
-                )
-                stac_io = StacApiIO(
-                    headers=self._headers, timeout=self._timeout, max_retries=retry
-                )
+                # Retries are the policy's (self._api_call), not urllib3's.
+                stac_io = StacApiIO(headers=self._headers, timeout=self._timeout, max_retries=0)
                 try:
-                    client = Client.open(
+                    client = self._api_call(lambda: Client.open(
                         self.url, headers=self._headers, stac_io=stac_io, timeout=self._timeout
-                    )
+                    ))
                 except APIError as err:
                     raise self._api_error(err) from err
                 except (STACError, STACTypeError, ValueError, KeyError, TypeError) as err:
@@ -503,7 +496,7 @@ class StacProvider:
         if table.cloud_cover and client.conforms_to("SORT"):
             params["sortby"] = [{"field": "properties.eo:cloud_cover", "direction": "asc"}]
         try:
-            items = list(client.search(**params).items())
+            items = self._api_call(lambda: list(client.search(**params).items()))
         except APIError as err:
             raise self._api_error(err) from err
         if len(items) >= self._max_items:
@@ -514,10 +507,26 @@ class StacProvider:
             )
         return [scene_from_item(item, table) for item in items]
 
+    def _api_call(self, call: Callable[[], T]) -> T:
+        """A STAC API request under the retry policy.
+
+        pystac-client's APIError carries the HTTP status; one without a status is a
+        connection failure or a timeout.
+        """
+        from pystac_client.exceptions import APIError
+
+        def worth(err: BaseException) -> bool:
+            return isinstance(err, APIError) and (
+                http_status(err) in RETRY_STATUSES or http_status(err) is None
+            )
+
+        return self._policy.call(call, retry_if=worth).value
+
     def _api_error(self, err: Exception) -> ProviderError:
         status = getattr(err, "status_code", None)
-        detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        if status is None or status == 429 or status >= 500:
+        text = redact(str(err).strip())
+        detail = text.splitlines()[0][:300] if text else type(err).__name__
+        if status is None or status in RETRY_STATUSES:
             return ProviderUnavailableError(
                 f"STAC API {self.url} is unreachable or failing"
                 f"{f' (HTTP {status})' if status else ''} after {self._retries} "
@@ -547,11 +556,13 @@ class StacProvider:
                 )
 
     def _gdal_options(self) -> dict[str, str]:
-        """GDAL's /vsicurl/ retries (HTTP 429/5xx and timeouts, with doubling delays)."""
+        """GDAL's /vsicurl/ retries of each request: the policy's statuses, doubling delays."""
         seconds = str(max(1, math.ceil(self._timeout)))  # GDAL takes whole seconds
         return {
             "GDAL_HTTP_MAX_RETRY": str(self._retries),
             "GDAL_HTTP_RETRY_DELAY": str(self._backoff),
+            # GDAL >= 3.10 (older ones ignore it and retry 429/500/502/503/504).
+            "GDAL_HTTP_RETRY_CODES": ",".join(str(c) for c in sorted(RETRY_STATUSES)),
             "GDAL_HTTP_TIMEOUT": seconds,
             "GDAL_HTTP_CONNECTTIMEOUT": seconds,
         }
@@ -609,16 +620,56 @@ class StacProvider:
         data.attrs["stac_api"] = self.url
         return data
 
+    def _read_with_retries(self, scenes: list[Scene], read: Callable[[bool], T]) -> T:
+        """``read(refresh)`` under the retry policy, with GDAL's HTTP options set.
+
+        A failure with a retryable status or none at all (a reset or closed connection, a
+        block read that failed mid-file) is tried again; with a signer, a failure that may be
+        a refused signature (HTTP 401/403, or no status) is tried with fresh signatures, and
+        a refusal after renewing is final. Anything else fails at once.
+        """
+        from rasterio.errors import RasterioError
+
+        renewed = False
+        refresh = False
+
+        def attempt() -> T:
+            nonlocal renewed, refresh
+            renewed = renewed or refresh
+            try:
+                return read(refresh)
+            except RasterioError as err:
+                # The storage may have refused the signature (expired or revoked): sign afresh.
+                refresh = self._sign is not None and _may_be_auth_failure(err)
+                raise
+
+        def worth(err: BaseException) -> bool:
+            if not isinstance(err, RasterioError):
+                return False
+            status = http_status(err)
+            if status in (401, 403):
+                return self._sign is not None and not renewed
+            return status is None or is_transient(err)
+
+        with _gdal_http_options(self._gdal_options()):
+            try:
+                return self._policy.call(attempt, retry_if=worth).value
+            except RasterioError as err:
+                raise self._read_error(scenes, err) from None
+
     def _read_error(self, scenes: list[Scene], err: Exception) -> ProviderError:
+        """The error to show for a failed read: no signature or token of any URL in it."""
         hint = (
             "; the storage refused access: pass sign= (e.g. planetary_computer.sign)"
             if self._sign is None and any(s in _error_text(err) for s in _AUTH_FAILURES)
             else ""
         )
-        return ProviderError(
+        tries = getattr(err, "eoembed_attempts", None)
+        after = f"after {tries} tries" if tries else f"after {self._retries} retries"
+        return ProviderError(redact(
             f"reading assets of STAC item(s) {', '.join(s.id for s in scenes[:5])} from "
-            f"{self.url} failed after {self._retries} retries: {_error_text(err)}{hint}"
-        )
+            f"{self.url} failed {after}: {_error_text(err)}{hint}"
+        ))
 
 
 def earth_search(**kwargs: Any) -> StacProvider:
