@@ -271,3 +271,43 @@ def test_precision_options_are_checked_and_enter_the_fingerprint() -> None:
                      {"precision": "bf16"}, {"precision": "fp32-bf16mm"})
     }
     assert len(requests) == 5
+
+
+def test_cli_and_job_files_offer_the_library_precisions() -> None:
+    from typing import get_args
+
+    from eoembed.cli.options import PrecisionMode
+    from eoembed.embedders.precision import Precision
+
+    assert [m.value for m in PrecisionMode] == list(get_args(Precision))
+
+
+def test_job_precision_reaches_the_neural_models_without_their_own(tmp_path: Path) -> None:
+    pytest.importorskip("pydantic")
+    from eoembed.errors import SpecError
+    from eoembed.pipeline.config import ExportConfig
+
+    job = {"regions": [{"lon": -75.7, "lat": 37.7}], "buffer_m": 320,
+           "models": ["mosaiks", CNN, {"id": VIT, "args": {"precision": "bf16"}}],
+           "temporal": {"year": 2016}, "out": str(tmp_path / "out"), "precision": "auto"}
+    kwargs = ExportConfig.from_dict(job).to_kwargs()
+    assert kwargs["model_args"] == {CNN: {"precision": "auto"}, VIT: {"precision": "bf16"}}
+    with pytest.raises(SpecError, match="precision"):
+        ExportConfig.from_dict({**job, "precision": "fp16"})
+
+
+def test_cli_precision_is_recorded_with_the_embedding(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from eoembed.cli.main import app
+
+    out = tmp_path / "v.json"
+    result = CliRunner().invoke(app, [
+        "embed", "--model", CNN, "--arg", "weights=random", "--precision", "fp32-bf16mm",
+        "--provider", "sample", "--lon", "-75.70", "--lat", "37.70", "--buffer-m", "320",
+        "--start", "2015-06-23", "--end", "2016-06-11", "--out", str(out), "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["options"]["precision"] == "fp32-bf16mm"
+    assert meta["precision"] == {"requested": "fp32-bf16mm", "used": {"pooled": "fp32-bf16mm"}}
