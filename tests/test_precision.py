@@ -311,3 +311,22 @@ def test_cli_precision_is_recorded_with_the_embedding(tmp_path: Path) -> None:
     meta = json.loads(out.read_text())["meta"]
     assert meta["options"]["precision"] == "fp32-bf16mm"
     assert meta["precision"] == {"requested": "fp32-bf16mm", "used": {"pooled": "fp32-bf16mm"}}
+
+
+def test_an_export_records_the_mode_auto_chose(tmp_path: Path, sample_window) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from eoembed import PointBuffer, export_batch
+
+    spatials = [PointBuffer(-75.70 + 0.01 * i, 37.70, 320) for i in range(3)]
+    result = export_batch(
+        spatials, CNN, temporal=sample_window, out=tmp_path / "out", device="cpu",
+        model_args={CNN: {"weights": "random", "precision": "auto"}}, progress=False,
+    )
+    assert result.ok == 3
+    (part,) = sorted((tmp_path / "out").rglob("*.parquet"))
+    schema = json.loads(pq.read_schema(part).metadata[b"eoembed"])
+    record = schema["model_meta"]["precision"]
+    assert record["requested"] == "auto" and record["used"]["pooled"] in ("fp32", "fp32-bf16mm",
+                                                                          "bf16")
+    assert "reason" in record["trials"]["pooled"]
+    assert schema["request"]["options"]["precision"] == "auto"
