@@ -155,8 +155,8 @@ class Embedder(ABC):
         prep: str = getattr(self.options, "input_prep", "resize")
         return prep if self.card.input.image_size else "resize"
 
-    def precision_scope(self, mode: str) -> contextlib.AbstractContextManager[Any]:
-        """Context of the forward passes for ``mode`` output; a no-op here."""
+    def precision_scope(self, output_mode: str) -> contextlib.AbstractContextManager[Any]:
+        """Context of the forward passes for ``output_mode`` output; a no-op here."""
         return contextlib.nullcontext()
 
     def resolve_precision(

@@ -185,10 +185,10 @@ class TorchEmbedder(Embedder):
             return self.options.precision
         return self._modes.get(output_mode)
 
-    def precision_scope(self, mode: str) -> contextlib.AbstractContextManager[Any]:
-        """The precision of ``mode`` output's forward passes, set around them only."""
-        chosen = self.precision_mode(mode) or "fp32"
-        self.precision_record["used"][mode] = chosen
+    def precision_scope(self, output_mode: str) -> contextlib.AbstractContextManager[Any]:
+        """The precision of ``output_mode`` forward passes, set around them only."""
+        chosen = self.precision_mode(output_mode) or "fp32"
+        self.precision_record["used"][output_mode] = chosen
         return precision_scope(chosen, self.device_type)
 
     def resolve_precision(
