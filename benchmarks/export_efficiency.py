@@ -12,7 +12,9 @@ On the sample scene, in one run, with the same built model and batch size:
 4. fetches made vs unique requests, for a job with duplicate regions and two models that
    share one sensor.
 
-The last line is ``efficiency <end-to-end throughput / forward-only throughput>``.
+The last line is ``efficiency <end-to-end throughput / forward-only throughput>``. With
+``--precisions fp32,auto`` steps 1-2 run once per precision (neural models), and the mode
+``auto`` chose on its first batch is printed beside its rates.
 
     .venv/bin/python benchmarks/export_efficiency.py [--model mosaiks] [--regions 64]
 """
@@ -20,6 +22,7 @@ The last line is ``efficiency <end-to-end throughput / forward-only throughput>`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -27,12 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from eoembed import OutputSpec, PointBuffer, SensorSpec, TemporalSpec, export_batch
 from eoembed.api import cached_embedder, default_sensor
 from eoembed.embedders import describe_model
+from eoembed.embedders.registry import embedder_class
 from eoembed.providers._raster import clear_handle_cache
 from eoembed.providers.sample import SampleProvider
 
@@ -49,14 +54,20 @@ def regions(n: int, buffer_m: float) -> list[PointBuffer]:
     return [PointBuffer(float(lo), float(la), buffer_m) for lo in lons for la in lats][:n]
 
 
-def model_args(model: str) -> dict[str, dict[str, str]]:
-    """Untrained weights for models that would download some (same FLOPs, no network)."""
-    return {model: {"weights": "random"}} if describe_model(model).weights else {}
+def model_args(model: str, precision: str | None = None) -> dict[str, dict[str, str]]:
+    """Untrained weights for models that would download some (same FLOPs, no network), and
+    ``precision`` for models that take it."""
+    args = {"weights": "random"} if describe_model(model).weights else {}
+    options = {f.name for f in dataclasses.fields(embedder_class(model).Options)}
+    if precision is not None and "precision" in options:
+        args["precision"] = precision
+    return {model: args} if args else {}
 
 
 def efficiency(
-    model: str, n: int, buffer_m: float, batch_size: int, rounds: int, fetch_workers: int
-) -> tuple[float, float, list[float]]:
+    model: str, n: int, buffer_m: float, batch_size: int, rounds: int, fetch_workers: int,
+    precision: str | None = None,
+) -> tuple[float, float, list[float], dict[str, Any]]:
     """End-to-end and forward-only regions/s (medians), and the paired ratio of each round.
 
     Each round times the forward pass, then the export, then the forward pass again, and
@@ -66,7 +77,7 @@ def efficiency(
     with no open file and an empty GDAL block cache.
     """
     spatials = regions(n, buffer_m)
-    args = model_args(model)
+    args = model_args(model, precision)
     embedder = cached_embedder(model, "cpu", batch_size, dict(args.get(model, {})))
     sensor = default_sensor(describe_model(model))
     pixels = np.stack([SampleProvider().fetch(s, WINDOW, sensor).values for s in spatials])
@@ -96,7 +107,8 @@ def efficiency(
         fwd.append(after)
         ratios.append(rate / ((before + after) / 2))
         before = after
-    return float(np.median(e2e)), float(np.median(fwd)), ratios
+    meta = embedder.metadata()  # the export reused this embedder (same arguments, cached)
+    return float(np.median(e2e)), float(np.median(fwd)), ratios, meta.get("precision", {})
 
 
 def child_memory(n: int) -> None:
@@ -150,6 +162,8 @@ def main() -> None:
     parser.add_argument("--memory", type=int, nargs=2, default=(1000, 10000),
                         metavar=("SMALL", "LARGE"))
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--precisions", default="fp32",
+                        help="comma-separated precisions to run steps 1-2 in (fp32,auto...)")
     parser.add_argument("--child-memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:
@@ -167,14 +181,19 @@ def main() -> None:
     print(f"fetches {counts['fetches']} for {counts['unique_requests']} unique requests "
           f"({counts['regions_listed']} regions listed x {counts['models']} models, "
           f"{counts['written']} written)")
-    e2e, forward, ratios = efficiency(args.model, args.regions, args.buffer_m, args.batch_size,
-                                      args.rounds, args.fetch_workers)
     print(f"model {args.model}  regions {args.regions}  batch {args.batch_size}  "
           f"fetch workers {args.fetch_workers}  {args.rounds} rounds")
-    print(f"forward only {forward:8.2f} regions/s (median)")
-    print(f"end to end   {e2e:8.2f} regions/s (median)")
-    print(f"paired ratios {' '.join(f'{r:.3f}' for r in ratios)}")
-    print(f"efficiency {float(np.median(ratios)):.3f}")
+    for precision in args.precisions.split(","):
+        e2e, forward, ratios, record = efficiency(
+            args.model, args.regions, args.buffer_m, args.batch_size, args.rounds,
+            args.fetch_workers, precision,
+        )
+        used = record.get("used", {}).get("pooled", "-")
+        print(f"precision {precision} (ran {used})")
+        print(f"forward only {forward:8.2f} regions/s (median)")
+        print(f"end to end   {e2e:8.2f} regions/s (median)")
+        print(f"paired ratios {' '.join(f'{r:.3f}' for r in ratios)}")
+        print(f"efficiency {float(np.median(ratios)):.3f}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One BLAS/OpenMP thread per xdist worker (set before numpy or torch load): `-n 2` on 2
@@ -59,6 +64,104 @@ def _block_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         real_connect(self, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+class _TorchImportWatch(importlib.abc.MetaPathFinder):
+    """Reads torch's process-wide settings right after ``import torch`` first completes.
+
+    That reading is what a test or a test module that imports torch itself must leave behind.
+    """
+
+    pristine: Any = None
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def run_and_read(module: Any) -> None:
+            run_module(module)
+            from eoembed.embedders.torch_state import capture_torch_state
+
+            _TorchImportWatch.pristine = capture_torch_state()
+
+        spec.loader.exec_module = run_and_read  # type: ignore[method-assign]
+        return spec
+
+
+if "torch" in sys.modules:
+    from eoembed.embedders.torch_state import capture_torch_state
+
+    _TorchImportWatch.pristine = capture_torch_state()
+else:
+    sys.meta_path.insert(0, _TorchImportWatch())
+
+
+def _torch_state() -> Any:
+    """Torch's settings now, or ``None`` when torch is not imported (nothing to check)."""
+    if "torch" not in sys.modules:
+        return None
+    from eoembed.embedders.torch_state import capture_torch_state
+
+    return capture_torch_state()
+
+
+def torch_state_leak(expected: Any) -> str:
+    """What differs in torch's settings from ``expected`` (default: as torch was imported),
+    one ``setting: expected -> now`` line each, after putting them back; empty if nothing."""
+    now = _torch_state()
+    expected = expected if expected is not None else _TorchImportWatch.pristine
+    if now is None or expected is None:
+        return ""
+    from eoembed.embedders.torch_state import describe_changes
+
+    changes = expected.changes(now)
+    expected.restore()
+    return describe_changes(changes)
+
+
+_LAST_TEST_END: list[Any] = [None]
+"""Torch's settings when the previous test ended (``None``: as torch was imported)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """Importing a test module must not change torch's process-wide settings either."""
+    if not isinstance(collector, pytest.Module):
+        return (yield)
+    before = _torch_state()
+    report = yield
+    leak = torch_state_leak(before)
+    if leak and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"importing {collector.nodeid} changed torch's process-wide settings (import the "
+            f"package under eoembed.embedders.torch_state.preserved_torch_state):\n{leak}"
+        )
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _torch_state_unchanged() -> Iterator[None]:
+    """Fail any test that leaves torch's process-wide settings changed, naming them.
+
+    Also fails a test whose module- or session-scoped fixtures changed them before it ran.
+    Only checked once torch is imported, so tests that never use torch pay nothing.
+    """
+    leak = torch_state_leak(_LAST_TEST_END[0])
+    if leak:
+        pytest.fail(f"torch's process-wide settings changed since the previous test (by a "
+                    f"fixture of wider scope, or outside any test):\n{leak}", pytrace=False)
+    before = _torch_state()
+    yield
+    leak = torch_state_leak(before)
+    _LAST_TEST_END[0] = _torch_state()
+    if leak:
+        pytest.fail(f"the test changed torch's process-wide settings:\n{leak}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

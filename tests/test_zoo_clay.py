@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("terratorch")
+
+from eoembed.embedders.torch_state import preserved_torch_state
+
+with preserved_torch_state():  # TerraTorch sets the float32 matmul precision when imported
+    pytest.importorskip("terratorch")
 
 from eoembed import OutputSpec
 from eoembed.embedders import describe_model, get_embedder

@@ -1,5 +1,6 @@
-"""What every zoo adapter shares: seamless tiling, precision and layout options, side inputs,
-unpinned weights recorded, and the docs' model table generated from the cards."""
+"""What every zoo adapter shares: seamless tiling, layout options, side inputs,
+unpinned weights recorded, and the docs' model table generated from the cards (precision:
+test_precision.py)."""
 
 from __future__ import annotations
 
@@ -86,25 +87,6 @@ def test_tiled_grid_is_georeferenced_cell_for_cell(sample_point: object) -> None
     assert emb.data.shape == (384, 28, 28)
     assert emb.data.rio.resolution() == pytest.approx((160.0, -160.0))
     assert emb.meta["options"]["input_prep"] == "tile"
-
-
-def test_bf16_autocast_is_explicit_and_auto_follows_the_hardware() -> None:
-    from eoembed.embedders.torch_embedder import bf16_is_fast
-
-    fp32 = get_embedder("ssl4eo-s12-resnet50-moco", device="cpu", weights="random")
-    bf16 = get_embedder("ssl4eo-s12-resnet50-moco", device="cpu", weights="random",
-                        precision="bf16")
-    auto = get_embedder("ssl4eo-s12-resnet50-moco", device="cpu", weights="random",
-                        precision="auto")
-    assert not fp32.use_bf16 and bf16.use_bf16
-    assert auto.use_bf16 == (describe_model("ssl4eo-s12-resnet50-moco").bf16 and bf16_is_fast("cpu"))
-    bf16.model.load_state_dict(fp32.model.state_dict())
-    pixels = np.random.default_rng(1).uniform(0, 4000, (2, 13, 64, 64)).astype(np.float32)
-    a = fp32.embed(pixels, OutputSpec.pooled())
-    b = bf16.embed(pixels, OutputSpec.pooled())
-    assert not np.array_equal(a, b)  # bf16 really ran
-    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() > 0.99
 
 
 def test_channels_last_gives_the_same_embeddings() -> None:

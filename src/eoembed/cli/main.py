@@ -44,6 +44,7 @@ from eoembed.cli.options import (
     PngOpt,
     Pooling,
     PoolingOpt,
+    PrecisionOpt,
     ProviderOpt,
     QuietOpt,
     StartOpt,
@@ -394,6 +395,7 @@ def embed_command(
     output: OutputOpt = OutputMode.pooled,
     pooling: PoolingOpt = Pooling.mean,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = None,
     arg: ArgsOpt = None,
     out: OutOpt = None,
     png: PngOpt = None,
@@ -415,10 +417,13 @@ def embed_command(
         check_out_path(out, wanted.mode)
     if png is not None and importlib.util.find_spec("matplotlib") is None:
         raise DependencyNotFoundError("matplotlib", "plot")
+    model_args = parse_model_args(arg or [])
+    if precision is not None:
+        model_args["precision"] = precision.value
     emb = get_embedding(
         model, spatial=spatial, temporal=temporal,
         output=OutputSpec.grid() if png is not None else wanted,
-        provider=provider, device=device, frames=frames, **parse_model_args(arg or []),
+        provider=provider, device=device, frames=frames, **model_args,
     )
     vector = _vector(emb, pooling)
     if png is not None:

@@ -54,6 +54,8 @@ __all__ = [
     "OutputMode",
     "OutputOpt",
     "PngOpt",
+    "PrecisionMode",
+    "PrecisionOpt",
     "Pooling",
     "PoolingOpt",
     "ProviderOpt",
@@ -85,6 +87,24 @@ ModelOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option(help="Torch device: auto, cpu, cuda, cuda:1, mps...",
                       rich_help_panel=_MODEL),
+]
+class PrecisionMode(StrEnum):
+    """``--precision`` choices (:data:`eoembed.embedders.precision.Precision`)."""
+
+    fp32 = "fp32"
+    fp32_bf16mm = "fp32-bf16mm"
+    bf16 = "bf16"
+    auto = "auto"
+
+
+_PRECISION_HELP = (
+    "Neural models' numeric precision: fp32 (default), fp32-bf16mm (bf16 matrix products; TF32 "
+    "on GPUs), bf16 (autocast), or auto (the fastest mode that keeps cosine >= 0.999 with fp32 "
+    "on the first batch, measured and recorded). Same as --arg precision=..."
+)
+PrecisionOpt = Annotated[
+    PrecisionMode | None,
+    typer.Option("--precision", help=_PRECISION_HELP, rich_help_panel=_MODEL),
 ]
 ArgsOpt = Annotated[
     list[str] | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -155,21 +155,26 @@ class Embedder(ABC):
         prep: str = getattr(self.options, "input_prep", "resize")
         return prep if self.card.input.image_size else "resize"
 
-    @property
-    def use_bf16(self) -> bool:
-        """Whether forward passes run under bf16 autocast (see ``TorchOptions.precision``)."""
-        return False
+    def precision_scope(self, output_mode: str) -> contextlib.AbstractContextManager[Any]:
+        """Context of the forward passes for ``output_mode`` output; a no-op here."""
+        return contextlib.nullcontext()
 
-    @contextlib.contextmanager
-    def autocast(self) -> Iterator[None]:
-        """bf16 autocast on this embedder's device when ``use_bf16``; a no-op otherwise."""
-        torch = import_torch()
-        if not self.use_bf16:
-            yield
-            return
-        device_type = torch.device(self.device).type
-        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-            yield
+    def resolve_precision(
+        self, batch: torch.Tensor, context: Sequence[SampleContext], output: OutputSpec
+    ) -> np.ndarray | None:
+        """Called before each batch; ``None``, or the batch's embeddings if it ran them.
+
+        Embedders that choose their precision by measuring (``"auto"``) do it on the first batch.
+        """
+        return None
+
+    def run_batch(
+        self, batch: torch.Tensor, context: Sequence[SampleContext], output: OutputSpec
+    ) -> np.ndarray:
+        """One normalised batch -> float32 ``(n, D)`` or ``(n, D, h, w)`` numpy."""
+        if output.mode == "grid":
+            return np.asarray(self._grid(batch, context).float().cpu().numpy())
+        return self._pooled(batch, context, output.pooling or "mean")
 
     def _grid(self, x: torch.Tensor, context: Sequence[SampleContext]) -> torch.Tensor:
         size = self.card.input.image_size
@@ -249,15 +254,16 @@ class Embedder(ABC):
         if contexts and len(contexts) != len(pixels):
             raise CapabilityError(f"{len(contexts)} contexts for {len(pixels)} samples")
         chunks = []
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 stop = start + self.batch_size
                 batch = torch.from_numpy(self.normalise(pixels[start:stop])).to(self.device)
                 ctx = contexts[start:stop]
-                if output.mode == "grid":
-                    chunks.append(self._grid(batch, ctx).float().cpu().numpy())
-                else:
-                    chunks.append(self._pooled(batch, ctx, output.pooling or "mean"))
+                values = self.resolve_precision(batch, ctx, output)
+                if values is None:
+                    with self.precision_scope(output.mode):
+                        values = self.run_batch(batch, ctx, output)
+                chunks.append(values)
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
     @property

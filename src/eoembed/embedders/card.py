@@ -108,9 +108,6 @@ class ModelCard:
     """Whether grid cells are input pixels (``patch_size == 1``)."""
     reference: str = ""
     """The implementation the adapter is tested against (package and entry point)."""
-    bf16: bool = True
-    """Whether ``precision="auto"`` may use bf16 autocast (embeddings keep cosine >= 0.999
-    with fp32); False where that was measured not to hold."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

@@ -134,7 +134,6 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
             "average_tokens, apply_mask_and_average_tokens_per_patch), vendored from rs-embed "
             "0.3.1"
         ),
-        bf16=False,
     )
 
 

@@ -21,6 +21,8 @@ Example ``job.yaml`` (every key after ``out`` is optional and shows its default)
     format: geoparquet            # geoparquet | zarr | netcdf | cog | npz
     quantize: null                # or int8
     device: auto
+    precision: null               # neural models: fp32 | fp32-bf16mm | bf16 | auto (each model's
+                                  #   own args.precision wins); null: fp32
     batch_size: 16
     fetch_workers: 4
     on_error: raise               # or continue
@@ -44,6 +46,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+from eoembed.embedders.precision import Precision
 from eoembed.errors import DependencyNotFoundError, SpecError
 from eoembed.regions import located_error, read_regions
 from eoembed.specs import (
@@ -118,6 +121,19 @@ class _Section(BaseModel):
                     raise SpecError(str(key), _short(data[key]), allowed=names,
                                     reason=f"unknown key{hint}")
         return data
+
+
+def _takes_precision(model_id: str) -> bool:
+    """Whether the model has a ``precision`` option (neural models; unknown ids: no)."""
+    import dataclasses
+
+    from eoembed.embedders.registry import embedder_class
+
+    try:
+        options = embedder_class(model_id).Options
+    except (KeyError, ValueError, ImportError):
+        return False
+    return "precision" in {f.name for f in dataclasses.fields(options)}
 
 
 def _short(value: Any, limit: int = 60) -> Any:
@@ -334,6 +350,9 @@ class ExportConfig(_Section):
     quantize: Literal["int8"] | None = None
     # Execution
     device: str = "auto"
+    precision: Precision | None = None
+    """Precision of every neural model without its own ``args.precision`` (see
+    :mod:`eoembed.embedders.precision`); models without the option are left alone."""
     batch_size: int = Field(default=16, gt=0)
     fetch_workers: int = Field(default=4, gt=0)
     on_error: Literal["raise", "continue"] = "raise"
@@ -453,6 +472,10 @@ class ExportConfig(_Section):
         """The keyword arguments of ``export_batch``: specs built, region files read."""
         sensors = {m.id: m.sensor.spec() for m in self.models if m.sensor is not None}
         model_args = {m.id: dict(m.args) for m in self.models if m.args}
+        if self.precision is not None:
+            for m in self.models:
+                if _takes_precision(m.id):
+                    model_args.setdefault(m.id, {}).setdefault("precision", self.precision)
         return {
             "spatials": self.spatials(),
             "models": [m.id for m in self.models],

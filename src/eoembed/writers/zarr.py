@@ -99,6 +99,7 @@ class ZarrWriter(Writer):
 
         if not (self.store / "zarr.json").is_file():
             return
+        self._write_root()  # metadata known only after the first batch (precision="auto")
         with warnings.catch_warnings():
             # zarr-python notes that consolidation is not yet part of the v3 spec; readers
             # that do not know it fall back to listing, which the store also supports.
