@@ -58,14 +58,12 @@ def model_request(
     series of that many bins instead of one composite) is added only when set, so requests
     without it keep the fingerprints they always had.
     """
-    import dataclasses
-
     card = embedder.card
     request: dict[str, Any] = {
         "model": card.id,
         "options": embedder.options.to_dict(),
         "weights": dict(embedder.weights_meta),
-        "preprocessing": dataclasses.asdict(card.input),
+        "preprocessing": card.input.request_dict(),
         "sensor": sensor.to_dict(),
         "temporal": temporal.to_dict(),
         "output": output.to_dict(),
