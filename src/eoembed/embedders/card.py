@@ -23,6 +23,7 @@ __all__ = [
     "PoolingRule",
     "TokenLayout",
     "WeightsSource",
+    "native_rule",
 ]
 
 UNITS: dict[str, float] = {
@@ -158,6 +159,15 @@ class PoolingRule:
     def __post_init__(self) -> None:
         if self.default not in self.supported:
             raise ValueError(f"default pooling {self.default!r} not in {self.supported}")
+
+
+def native_rule(source: str, *, grid: bool = True) -> PoolingRule:
+    """A model whose published global embedding is its own (``"native"``).
+
+    Reductions of its grid are offered too when it has one.
+    """
+    supported = ("native", *REDUCTIONS) if grid else ("native",)
+    return PoolingRule(default="native", supported=supported, source=source)
 
 
 @dataclass(frozen=True)

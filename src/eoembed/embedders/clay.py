@@ -8,6 +8,11 @@ acquisition week and hour, and the latitude/longitude. eoembed builds them from 
 ``Datacuber`` default), an unknown GSD the card's 10 m. The released checkpoint is a Lightning
 file of the whole MAE (``state_dict`` with ``model.encoder.*``, decoder, teacher); only the
 encoder is kept, renamed as TerraTorch's ``Embedder.transform_state_dict`` does.
+
+``OutputSpec.pooled()`` is the class token, the embedding Clay's documentation publishes: its
+tutorials (Clay-foundation/model ``docs/tutorials``) take ``unmsk_patch[:, 0, :]``, "the
+class token, which is the overall single embedding"; the grid's mean stays available as
+``"mean"``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    TokenLayout,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
+from eoembed.specs.output import REDUCTIONS
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +112,11 @@ class ClayV1Base(TorchEmbedder):
             "v1 (2024). https://clay-foundation.github.io/model/"
         ),
         reference="terratorch.models.backbones.clay_v1.embedder.Embedder (terratorch 1.2.11)",
+        pooling=PoolingRule(
+            default="cls", supported=("cls", *REDUCTIONS),
+            source="Clay docs tutorials: embeddings = unmsk_patch[:, 0, :] (the class token)",
+        ),
+        tokens=TokenLayout(prefix_tokens=1, cls_index=0),
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -122,26 +141,18 @@ class ClayV1Base(TorchEmbedder):
         latlon = th.tensor([clay_latlon(c) for c in context], dtype=th.float32, device=x.device)
         waves = th.tensor([v[3] for v in CLAY_S2.values()], dtype=th.float32, device=x.device)
         features = self.model.forward_features(x, time=time, latlon=latlon, waves=waves, gsd=gsd)
-        grid: torch.Tensor = self.model.prepare_features_for_image_model(features[-1:])[0]
-        return grid
+        tokens: torch.Tensor = features[-1]
+        return tokens
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """``(n, 768, 32, 32)`` last-layer patch tokens (after the final norm, cls dropped).
+        """Last-layer tokens (after the final norm): the class token, then 32 x 32 patches.
 
         Clay takes one GSD per batch, so samples are grouped by their GSD.
         """
         ctxs: list[SampleContext | None] = list(context) or [None] * len(x)
         gsds = [c.gsd_m if c is not None else self.card.input.gsd_m for c in ctxs]
-        if len(set(gsds)) == 1:
-            return self._encode(x, ctxs, gsds[0])
-        out: torch.Tensor | None = None
-        for gsd in sorted(set(gsds)):
-            idx = [i for i, g in enumerate(gsds) if g == gsd]
-            grid = self._encode(x[idx], [ctxs[i] for i in idx], gsd)
-            if out is None:
-                out = grid.new_empty((len(x), *grid.shape[1:]))
-            out[idx] = grid
-        assert out is not None
-        return out
+        return split_batch(
+            gsds, lambda idx: self._encode(x[idx], [ctxs[i] for i in idx], gsds[idx[0]])
+        )

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -121,6 +127,7 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=native_rule("Galileo Encoder.average_tokens over the visible tokens"),
         weights=weights,
         licence="MIT",
         citation=_CITATION,

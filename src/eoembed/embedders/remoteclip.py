@@ -40,7 +40,13 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 from eoembed.errors import CapabilityError
@@ -125,6 +131,7 @@ def _card(
         ),
         embedding_dim=dim,
         outputs=outputs,
+        pooling=native_rule("open_clip encode_image: CLIP's projected image embedding", grid="grid" in outputs),
         weights=weights,
         licence="Apache-2.0 (weights, per the Hub model card)",
         citation=_CITATION,

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder
 
 if TYPE_CHECKING:
@@ -80,6 +86,7 @@ class TerraFMBase(TorchEmbedder):
         ),
         embedding_dim=768,
         outputs=("pooled", "grid"),
+        pooling=native_rule("TerraFM.forward: the class token after the final LayerNorm"),
         weights=WeightsSource(
             repo_id="MBZUAI/TerraFM",
             filename="TerraFM-B.pth",

@@ -40,7 +40,13 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, submodule_state
 from eoembed.errors import WeightsNotFoundError
 
@@ -138,6 +144,7 @@ def _card(size: str, dim: int) -> ModelCard:
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=native_rule("the mean of all tokens of both GSD groups (rs-embed's THOR pooling)"),
         weights=WeightsSource(
             repo_id=repo,
             filename=f"thor_v1_vit_{size}.pt",

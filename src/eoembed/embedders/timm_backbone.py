@@ -48,8 +48,7 @@ class TimmEmbedder(TorchEmbedder):
     def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """All tokens of the last block after the final norm (the card's layout: class token
-        first, then the patch grid)."""
+        """All tokens of the last block after the final norm, in the card's layout."""
         tokens: torch.Tensor = self.model.forward_features(x)
         return tokens
 

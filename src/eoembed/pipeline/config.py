@@ -187,8 +187,7 @@ class SensorConfig(_Section):
 
 
 class OutputConfig(_Section):
-    """``pooled`` (with ``pooling``, default the model's own) or ``grid``; a bare string sets
-    the mode."""
+    """``pooled`` (``pooling`` defaults to the model's own) or ``grid``; a string sets the mode."""
 
     mode: str = "pooled"
     pooling: str | None = None
