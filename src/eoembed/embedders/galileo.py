@@ -41,6 +41,7 @@ from eoembed.embedders.card import (
     WeightsSource,
     native_rule,
 )
+from eoembed.embedders.tokens import tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -212,8 +213,7 @@ class _Galileo(TorchEmbedder):
         tokens = self._encode(x, context)
         per_patch = self.model.apply_mask_and_average_tokens_per_patch(*tokens)
         n, hp, wp = tokens[0].shape[:3]
-        grid: torch.Tensor = per_patch.reshape(n, hp, wp, -1).permute(0, 3, 1, 2)
-        return grid
+        return tokens_to_grid(per_patch.reshape(n, hp * wp, -1), (hp, wp))
 
     def forward_pooled(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()

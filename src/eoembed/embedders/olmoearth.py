@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
 from eoembed.errors import CapabilityError, ModelArgumentError
 
@@ -196,7 +197,6 @@ k.removeprefix("encoder."): v for k, v in state.items()}
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
         """``(n, 12, H, W)`` -> ``(n, D, H/p, W/p)``, one encoder call per distinct GSD."""
-        th = import_torch()
         p = self.options.patch_size
         n, _, h, w = x.shape
         if h % p or w % p:
@@ -205,13 +205,10 @@ k.removeprefix("encoder."): v for k, v in state.items()}
                 f"are multiples of {p}, got {h} x {w}; choose a buffer of a multiple of {p} px"
             )
         gsds = [c.gsd_m for c in context] if context else [self.card.input.gsd_m] * n
-        out: torch.Tensor = th.empty(n, self.embedding_dim, h // p, w // p, device=x.device)
-        for gsd in sorted(set(gsds)):
-            rows = [i for i, g in enumerate(gsds) if g == gsd]
-            ctx = [context[i] for i in rows] if context else []
-            grid = self._encode(x[rows], ctx, len(rows), float(gsd))
-            out[rows] = grid.to(out.dtype)
-        return out
+        return split_batch(gsds, lambda rows: self._encode(
+            x[rows], [context[i] for i in rows] if context else [], len(rows),
+            float(gsds[rows[0]]),
+        ))
 
     def _encode(
         self, x: torch.Tensor, context: Sequence[SampleContext], n: int, gsd: float

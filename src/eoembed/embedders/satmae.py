@@ -54,6 +54,7 @@ from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
 from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
+from eoembed.embedders.tokens import tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -180,8 +181,7 @@ class _SatMAEEmbedder(TorchEmbedder):
 
     def _to_grid(self, tokens: torch.Tensor, side: int) -> torch.Tensor:
         """``(n, side*side, D)`` raster-order tokens -> ``(n, D, side, side)``."""
-        grid = tokens.reshape(len(tokens), side, side, tokens.shape[-1])
-        return grid.permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, (side, side))
 
 
 class _RGBEmbedder(_SatMAEEmbedder):

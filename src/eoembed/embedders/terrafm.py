@@ -76,8 +76,8 @@ class TerraFMBase(TorchEmbedder):
             gsd_m=10.0,
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
+            unit="reflectance",
             normalisation=Normalisation(
-                scale=1e-4,
                 note=(
                     "DN / 10000 clipped to [0, 1], as rs-embed's terrafm adapter; TerraFM's "
                     "terrafm.py takes reflectance and publishes no band statistics"
