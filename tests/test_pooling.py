@@ -86,7 +86,7 @@ def test_unsupported_pooling_is_refused_before_any_io() -> None:
 
 
 def test_pooling_literal_is_checked_by_the_spec() -> None:
-    with pytest.raises(SpecError, match="OutputSpec.pooling") as info:
+    with pytest.raises(SpecError, match=r"OutputSpec\.pooling") as info:
         OutputSpec.pooled("token")
     assert "'cls'" in str(info.value) and "'default'" in str(info.value)
     assert OutputSpec.pooled() == OutputSpec.pooled(None) == OutputSpec("pooled", "default")
