@@ -93,7 +93,7 @@ def test_clay_matches_terratorch(
     embedder = get_embedder("clay-v1-base", device="cpu")
     assert embedder.weights_meta["sha256"] == source.sha256
     grid = embedder.embed(pixels, OutputSpec.grid(), [CONTEXT, CONTEXT])
-    pooled = embedder.embed(pixels, OutputSpec.pooled(), [CONTEXT, CONTEXT])
+    pooled = embedder.embed(pixels, OutputSpec.pooled("mean"), [CONTEXT, CONTEXT])
     assert_parity(grid, ref)
     assert_parity(pooled, ref.mean(axis=(2, 3)))
 
@@ -101,10 +101,10 @@ def test_clay_matches_terratorch(
     for other in (dataclasses.replace(CONTEXT, lat=-10.0, lon=120.0),
                   dataclasses.replace(CONTEXT, date=dt.date(2016, 6, 1)),
                   dataclasses.replace(CONTEXT, gsd_m=30.0)):
-        changed = embedder.embed(pixels[:1], OutputSpec.pooled(), [other])
+        changed = embedder.embed(pixels[:1], OutputSpec.pooled("mean"), [other])
         assert not np.allclose(changed, pooled[:1], rtol=1e-3, atol=1e-4)
     # Mixed GSDs in one batch: each sample as if alone.
-    mixed = embedder.embed(pixels, OutputSpec.pooled(),
+    mixed = embedder.embed(pixels, OutputSpec.pooled("mean"),
                            [CONTEXT, dataclasses.replace(CONTEXT, gsd_m=30.0)])
     np.testing.assert_allclose(mixed[0], pooled[0], rtol=1e-4, atol=1e-5)
 
