@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
 from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
@@ -104,6 +110,7 @@ class FoMoNet1(TorchEmbedder):
         ),
         embedding_dim=DIM,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(source="the mean of all tokens (rs-embed's fomo adapter)"),
         weights=_WEIGHTS,
         licence="FoMo-Bench code MIT; the weights' licence is not stated",
         citation=_CITATION,

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
 from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
 from eoembed.errors import CapabilityError, ModelArgumentError
@@ -149,6 +155,9 @@ def _card(model_id: str, size: str, dim: int, weights: WeightsSource) -> ModelCa
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="olmoearth_pretrain pool_unmasked_tokens(MEAN, spatial_pooling=True)",
+        ),
         weights=weights,
         licence="OlmoEarth Artifact License (weights); Apache-2.0 (code)",
         citation=_CITATION,

@@ -132,7 +132,9 @@ def _card(
         ),
         embedding_dim=dim,
         outputs=outputs,
-        pooling=native_rule("open_clip encode_image: CLIP's projected image embedding", grid="grid" in outputs),
+        pooling=native_rule(
+            "open_clip encode_image: CLIP's projected image embedding", grid="grid" in outputs
+        ),
         weights=weights,
         licence="Apache-2.0 (weights, per the Hub model card)",
         citation=_CITATION,

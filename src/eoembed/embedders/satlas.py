@@ -1,4 +1,4 @@
-"""SatlasPretrain Swin-V2 backbones (Bastani et al. 2023) for Sentinel-2, as TorchGeo 0.8.1 has them.
+"""SatlasPretrain Swin-V2 backbones (Bastani et al. 2023) for Sentinel-2, as in TorchGeo 0.8.1.
 
 Each class mirrors one ``torchgeo.models.Swin_V2_*_Weights`` member: the checkpoint URL (commit
 and the sha256 prefix in the file name), ``meta["bands"]`` and ``transforms``. The network is

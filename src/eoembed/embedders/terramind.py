@@ -36,7 +36,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
 from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
@@ -131,6 +137,9 @@ def _card(size: str, modality: str) -> ModelCard:
         ),
         embedding_dim=_DIMS[size],
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="TerraMind has no class or register tokens: the mean of its patch tokens",
+        ),
         # No commit or file hash for these repos could be verified offline: unpinned (the
         # commit and sha256 actually downloaded are recorded in each embedding's metadata).
         weights=WeightsSource(
