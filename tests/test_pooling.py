@@ -116,7 +116,27 @@ def test_export_fingerprints_record_the_resolved_pooling() -> None:
     assert key(cnn, OutputSpec.pooled()) == key(cnn, OutputSpec.pooled("mean"))
     assert key(DINO, OutputSpec.pooled()) == key(DINO, OutputSpec.pooled("cls"))
     assert key(DINO, OutputSpec.pooled()) != key(DINO, OutputSpec.pooled("mean"))
+    clip = "remoteclip-vit-b32"  # native default; its reductions now reduce the grid
+    assert key(clip, OutputSpec.pooled()) == key(clip, OutputSpec.pooled("native"))
+    assert key(clip, OutputSpec.pooled("mean"))["pooled_from"] == "grid"
+    assert "pooled_from" not in key(clip, OutputSpec.pooled())
     # The unit is folded into the scale: the contract as fingerprints always saw it.
     pre = key(DINO, OutputSpec.pooled())["preprocessing"]
     assert isinstance(pre, dict) and pre["normalisation"]["scale"] == pytest.approx(1e-4)
     assert "unit" not in pre
+
+
+def test_clay_pooled_is_the_token_terratorch_drops_from_its_grid() -> None:
+    """Clay's card layout (class token first, then 32 x 32 patches) against TerraTorch's own
+    ``prepare_features_for_image_model``: our grid is its grid, our default is token 0."""
+    pytest.importorskip("terratorch")
+    embedder = get_embedder("clay-v1-base", device="cpu", weights="random")
+    pixels = np.random.default_rng(1).uniform(300, 4000, (1, 10, 256, 256)).astype(np.float32)
+    with torch.inference_mode():
+        tokens = embedder.forward_tokens(torch.from_numpy(embedder.normalise(pixels)))
+        reference = embedder.model.prepare_features_for_image_model([tokens])[0]
+    assert tokens.shape[1] == 1 + 32 * 32
+    np.testing.assert_allclose(embedder.embed(pixels, OutputSpec.grid()), reference.numpy(),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(embedder.embed(pixels, OutputSpec.pooled()),
+                               tokens[:, 0].numpy(), rtol=1e-5, atol=1e-5)

@@ -73,6 +73,10 @@ def model_request(
     }
     if frames is not None:
         request["frames"] = frames
+    if output.mode == "pooled" and embedder.native_pooling and output.pooling != "native":
+        # These models once answered every pooling with their own embedding; a reduction
+        # of their grid is other numbers, so it must not match those results.
+        request["pooled_from"] = "grid"
     return request
 
 
