@@ -130,7 +130,7 @@ def test_clay_matches_terratorch(
     embedder = get_embedder("clay-v1-base", device="cpu")
     assert embedder.weights_meta["sha256"] == source.sha256
     grid = embedder.embed(pixels, OutputSpec.grid(), [TIMED, TIMED])
-    pooled = embedder.embed(pixels, OutputSpec.pooled(), [TIMED, TIMED])
+    pooled = embedder.embed(pixels, OutputSpec.pooled("mean"), [TIMED, TIMED])
     assert_parity(grid, ref)
     assert_parity(pooled, ref.mean(axis=(2, 3)))
 
@@ -139,10 +139,10 @@ def test_clay_matches_terratorch(
                   dataclasses.replace(TIMED, date=dt.datetime(2016, 6, 1, 15, 52)),
                   dataclasses.replace(TIMED, date=ACQUIRED.replace(hour=3)),
                   dataclasses.replace(TIMED, gsd_m=30.0)):
-        changed = embedder.embed(pixels[:1], OutputSpec.pooled(), [other])
+        changed = embedder.embed(pixels[:1], OutputSpec.pooled("mean"), [other])
         assert not np.allclose(changed, pooled[:1], rtol=1e-3, atol=1e-4)
     # Mixed GSDs in one batch: each sample as if alone.
-    mixed = embedder.embed(pixels, OutputSpec.pooled(),
+    mixed = embedder.embed(pixels, OutputSpec.pooled("mean"),
                            [TIMED, dataclasses.replace(TIMED, gsd_m=30.0)])
     np.testing.assert_allclose(mixed[0], pooled[0], rtol=1e-4, atol=1e-5)
 

@@ -99,6 +99,7 @@ def test_card() -> None:
     assert names == [f"sentinel-2-b{b.lstrip('B0').lower()}" for b in FOMO_BANDS]
     assert 16 not in FOMO_S2_KEYS  # B10 (cirrus) is not used
     assert card.input.image_size == 64 and card.input.patch_size == 16
-    assert card.input.normalisation.scale == pytest.approx(1e-4)
+    assert card.input.unit == "reflectance"
+    assert card.input.provider_scale == pytest.approx(1e-4)
     assert card.weights is not None and card.weights.download_url.startswith("https://")
     assert card.weights.filename == "fomo_single_embedding_layer_weights.pt"

@@ -71,8 +71,14 @@ def test_tiled_vit_takes_each_cell_from_its_own_tile() -> None:
     # centre (tile starts 0 and 96 -> cells 0..6 own by the first, 7..19 by the second).
     np.testing.assert_allclose(grid[..., :7, :7], top_left[..., :7, :7], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(grid[..., 14:, 13:], bottom_right[..., :, 7:], rtol=1e-4, atol=1e-4)
-    pooled = embedder.embed(pixels, OutputSpec.pooled())
+    pooled = embedder.embed(pixels, OutputSpec.pooled("mean"))
     np.testing.assert_allclose(pooled, grid.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    # The class token of a tiled region: the mean of each native tile's class token.
+    tiles = [x[..., y : y + 224, c : c + 224] for y in (0, 224) for c in (0, 96)]
+    with torch.inference_mode():
+        cls = torch.cat([embedder.forward_cls(t) for t in tiles]).mean(dim=0)
+    np.testing.assert_allclose(embedder.embed(pixels, OutputSpec.pooled()), cls[None].numpy(),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_tiled_grid_is_georeferenced_cell_for_cell(sample_point: object) -> None:

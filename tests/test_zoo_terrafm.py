@@ -56,7 +56,8 @@ def test_card() -> None:
     card = describe_model(MODEL)
     assert card.input.band_names == TERRAFM_BANDS and "B10" not in card.input.band_names
     assert card.input.image_size == 224 and card.input.patch_size == 16
-    assert card.input.normalisation.scale == pytest.approx(1e-4)
+    assert card.input.unit == "reflectance"
+    assert card.input.provider_scale == pytest.approx(1e-4)
     assert card.embedding_dim == vendored.terrafm_base().embed_dim
     assert card.weights is not None
     assert (card.weights.repo_id, card.weights.filename) == ("MBZUAI/TerraFM", "TerraFM-B.pth")

@@ -116,7 +116,8 @@ def test_cards(size: str) -> None:
     assert card.embedding_dim == SIZES[size]
     assert card.input.band_names == THOR_BANDS
     assert card.input.normalisation.mean == MEAN and card.input.normalisation.std == STD
-    assert card.input.normalisation.scale == pytest.approx(1e-4)
+    assert card.input.unit == "reflectance"
+    assert card.input.provider_scale == pytest.approx(1e-4)
     assert card.input.image_size == 288 and card.input.patch_size == 8
     assert card.input.gsd_m == 10.0
     hub = terratorch_ext.pretrained_weights[f"thor_v1_{size}"]  # the extension's own table

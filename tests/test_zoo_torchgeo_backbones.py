@@ -168,7 +168,7 @@ def _run_parity(
     assert grid.shape == (2, card.embedding_dim, size // card.input.patch_size,
                           size // card.input.patch_size)
     assert_parity(grid, ref_grid)
-    assert_parity(embedder.embed(pixels, OutputSpec.pooled()), ref_grid.mean(dim=(2, 3)))
+    assert_parity(embedder.embed(pixels, OutputSpec.pooled("mean")), ref_grid.mean(dim=(2, 3)))
 
 
 @pytest.mark.parametrize("model_id", sorted(set(CASES) - BIG))

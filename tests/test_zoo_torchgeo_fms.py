@@ -193,7 +193,7 @@ REFERENCES: dict[str, Callable[[], Reference]] = {
 
 def _changed(embedder: Any, pixels: np.ndarray, base: np.ndarray, **ctx_changes: Any) -> bool:
     ctx = dataclasses.replace(CONTEXT, **ctx_changes)
-    other = embedder.embed(pixels, OutputSpec.pooled(), context=[ctx, ctx])
+    other = embedder.embed(pixels, OutputSpec.pooled("mean"), context=[ctx, ctx])
     return rel_error(other, base) > 1e-3
 
 
@@ -214,7 +214,7 @@ def test_parity_with_torchgeo(
     pixels = sample_pixels(sample_provider, card.input.band_names, size, n=2)
     context = [CONTEXT, CONTEXT]
     grid = embedder.embed(pixels, OutputSpec.grid(), context=context)
-    pooled = embedder.embed(pixels, OutputSpec.pooled(), context=context)
+    pooled = embedder.embed(pixels, OutputSpec.pooled("mean"), context=context)
     with torch.inference_mode():
         ref = reference(torch.from_numpy(normalise(pixels.astype(np.float64)).astype(np.float32)))
     side = size // card.input.patch_size
@@ -237,7 +237,7 @@ def test_parity_with_torchgeo(
         embedder.card = dataclasses.replace(  # type: ignore[misc]
             card, input=dataclasses.replace(card.input, bands=shifted)
         )
-        other = embedder.embed(pixels, OutputSpec.pooled(), context=context)
+        other = embedder.embed(pixels, OutputSpec.pooled("mean"), context=context)
         assert rel_error(other, pooled) > 1e-3
 
 

@@ -250,6 +250,7 @@ def get_embeddings_batch(
         raise CapabilityError(
             f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
         )
+    output = card.resolve_output(output)  # "default" -> the card's; unsupported: refused now
     source = get_provider(provider)
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)

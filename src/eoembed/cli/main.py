@@ -289,12 +289,19 @@ def _output_spec(output: OutputMode, pooling: Pooling) -> OutputSpec:
     return OutputSpec.pooled(pooling.value)
 
 
+def _grid_reduction(pooling: Pooling) -> str:
+    """The reduction that turns a grid into the printed vector (mean for cls/native/default)."""
+    from eoembed.specs.output import REDUCTIONS
+
+    return pooling.value if pooling.value in REDUCTIONS else "mean"
+
+
 def _vector(emb: Embedding, pooling: Pooling) -> np.ndarray:
-    """The pooled vector of an embedding: itself, or its grid pooled like the model pools."""
+    """The pooled vector of an embedding: itself, or its grid reduced by ``pooling``."""
     from eoembed.embedders.base import pool_grid
 
     values = emb.numpy()
-    return pool_grid(values[None], pooling.value)[0] if emb.is_grid else values
+    return pool_grid(values[None], _grid_reduction(pooling))[0] if emb.is_grid else values
 
 
 def _write_png(
@@ -371,8 +378,9 @@ def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
         cells = meta["output_grid"]
         table.add_row("grid", f"{tuple(emb.data.shape)} (dim, y, x) on {cells['crs']}, "
                       f"cells of {cells['transform'][0]:g} m")
-    table.add_row("vector", f"{vector.shape[0]} values, {pooling.value} of "
-                  f"{'the grid' if emb.is_grid else 'the model output'}")
+    how = (f"{_grid_reduction(pooling)} of the grid" if emb.is_grid
+           else f"{meta['output']['pooling']} pooling of the model output")
+    table.add_row("vector", f"{vector.shape[0]} values, {how}")
     table.add_row("time", f"fetch {timings['fetch_s']:.2f} s, embed {timings['embed_s']:.2f} s")
     for warning in meta.get("warnings", []):
         table.add_row("warning", Text(warning, style="yellow"))
@@ -393,7 +401,7 @@ def embed_command(
     end: EndOpt = None,
     frames: FramesOpt = None,
     output: OutputOpt = OutputMode.pooled,
-    pooling: PoolingOpt = Pooling.mean,
+    pooling: PoolingOpt = Pooling.default,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = None,
     arg: ArgsOpt = None,
@@ -417,17 +425,19 @@ def embed_command(
         check_out_path(out, wanted.mode)
     if png is not None and importlib.util.find_spec("matplotlib") is None:
         raise DependencyNotFoundError("matplotlib", "plot")
+    # With --png one grid run serves both, unless the vector is not a reduction of the grid.
+    one_run = png is not None and pooling.value == _grid_reduction(pooling)
     model_args = parse_model_args(arg or [])
     if precision is not None:
         model_args["precision"] = precision.value
-    emb = get_embedding(
-        model, spatial=spatial, temporal=temporal,
-        output=OutputSpec.grid() if png is not None else wanted,
-        provider=provider, device=device, frames=frames, **model_args,
-    )
+    request = {"spatial": spatial, "temporal": temporal, "provider": provider,
+               "device": device, "frames": frames, **model_args}
+    emb = get_embedding(model, output=OutputSpec.grid() if one_run else wanted, **request)
     vector = _vector(emb, pooling)
     if png is not None:
-        _write_png(model, spatial, temporal, provider, emb, png)
+        picture = emb if emb.is_grid else get_embedding(model, output=OutputSpec.grid(),
+                                                        **request)
+        _write_png(model, spatial, temporal, provider, picture, png)
     if out is not None:
         _save(emb, vector, wanted, out)
     if quiet:

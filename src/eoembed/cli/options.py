@@ -165,6 +165,9 @@ class OutputMode(StrEnum):
 class Pooling(StrEnum):
     """``--pooling`` choices (:data:`eoembed.specs.output.POOLINGS`)."""
 
+    default = "default"
+    cls = "cls"
+    native = "native"
     mean = "mean"
     max = "max"
     min = "min"
@@ -187,8 +190,9 @@ OutputOpt = Annotated[
 ]
 PoolingOpt = Annotated[
     Pooling,
-    typer.Option(help="How grid cells are pooled into the vector that is printed (and saved "
-                 "for pooled output).", rich_help_panel=_OUTPUT),
+    typer.Option(help="The pooled vector: default (the model's published pooling), cls (class "
+                 "token), native (the model's own) or a reduction of the grid cells; a grid is "
+                 "printed reduced by it (mean for the others).", rich_help_panel=_OUTPUT),
 ]
 OutOpt = Annotated[
     Path | None,
@@ -202,9 +206,9 @@ PngOpt = Annotated[
     Path | None,
     typer.Option(
         dir_okay=False, rich_help_panel=_OUTPUT,
-        help="Write the input RGB beside a PCA picture of the grid embedding. The model then "
-        "runs once, in grid mode, and the printed (and pooled --out) vector is that grid "
-        "pooled with --pooling, which equals the model's pooled output.",
+        help="Write the input RGB beside a PCA picture of the grid embedding. When --pooling "
+        "reduces the grid (mean, max...) the model runs once, in grid mode, and the vector is "
+        "that grid reduced, which equals the model's pooled output; otherwise it runs twice.",
     ),
 ]
 QuietOpt = Annotated[
@@ -261,7 +265,8 @@ JobOutputOpt = Annotated[
 ]
 JobPoolingOpt = Annotated[
     Pooling | None,
-    typer.Option("--pooling", help="How pooled output reduces the grid (default mean).",
+    typer.Option("--pooling", help="How pooled output is formed (default: the model's "
+                 "published pooling).",
                  rich_help_panel=_OUTPUT),
 ]
 FormatOpt = Annotated[

@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 from eoembed.errors import CapabilityError
 
@@ -123,6 +129,7 @@ class AgriFM(TorchEmbedder):
         ),
         embedding_dim=DIM,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(source="the grid's spatial mean (rs-embed's pooling)"),
         weights=_WEIGHTS,
         licence="Apache-2.0",
         citation=_CITATION,

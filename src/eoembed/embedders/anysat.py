@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, submodule_state
 from eoembed.errors import CapabilityError, ModelArgumentError
 
@@ -152,6 +158,7 @@ class AnySatBase(TorchEmbedder):
         ),
         embedding_dim=768,
         outputs=("pooled", "grid"),
+        pooling=native_rule("AnySat output='tile': its class token after the cross-attention"),
         weights=WeightsSource(
             repo_id="g-astruc/AnySat", filename="models/AnySat.pth", revision="main",
             sha256="", licence="MIT", url="https://huggingface.co/g-astruc/AnySat",

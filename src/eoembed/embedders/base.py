@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -19,6 +19,7 @@ from eoembed.embedders.card import ModelCard
 from eoembed.embedders.context import SampleContext
 from eoembed.embedders.options import EmbedderOptions
 from eoembed.embedders.tiling import stitch_tiles, tile_starts
+from eoembed.embedders.tokens import class_token, grid_shape, tokens_to_grid
 from eoembed.errors import CapabilityError, DependencyNotFoundError
 
 if TYPE_CHECKING:
@@ -84,23 +85,49 @@ class Embedder(ABC):
     def build(self) -> None:
         """Create the network on ``self.device`` and load its weights."""
 
-    @abstractmethod
+    def forward_tokens(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
+        """Token models: normalised input -> ``(n, prefix + h*w, D)`` output tokens.
+
+        Adapters that provide it and declare the card's :class:`TokenLayout` get
+        :meth:`forward_grid` and the ``"cls"`` pooling from the base class.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no forward_tokens")
+
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
         """Normalised input ``(n, C, H, W)`` -> spatial features ``(n, D, h, w)``.
 
-        ``context`` holds one :class:`SampleContext` per sample (empty when unknown).
+        ``context`` holds one :class:`SampleContext` per sample (empty when unknown). The
+        default lays out :meth:`forward_tokens` by the card's :class:`TokenLayout`.
         """
+        layout = self.card.tokens
+        if layout is None:
+            raise NotImplementedError(f"{type(self).__name__} has no forward_grid")
+        tokens = self.forward_tokens(x, context)
+        return tokens_to_grid(
+            tokens, grid_shape(x, self.card.input.patch_size), layout.prefix_tokens
+        )
+
+    def forward_cls(
+        self, x: torch.Tensor, context: Sequence[SampleContext] = ()
+    ) -> torch.Tensor:
+        """The class token ``(n, D)`` of :meth:`forward_tokens` (the card's ``cls_index``)."""
+        layout = self.card.tokens
+        if layout is None or layout.cls_index is None:
+            raise CapabilityError(f"model {self.card.id!r} has no class token")
+        return class_token(self.forward_tokens(x, context), layout.cls_index)
 
     native_pooling: ClassVar[bool] = False
-    """Whether the model has its own global embedding (``forward_pooled``) rather than the
-    mean of its grid (CLIP's projected image embedding, for instance)."""
+    """Whether the model has its own global embedding (``forward_pooled``, the ``"native"``
+    pooling) besides reductions of its grid (CLIP's projected image embedding, ...)."""
 
     def forward_pooled(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """Model-defined global embedding ``(n, D)``; only called when ``native_pooling``."""
+        """Model-defined global embedding ``(n, D)``: the ``"native"`` pooling."""
         raise NotImplementedError
 
     # -- shared behaviour ---------------------------------------------------------------
@@ -123,9 +150,9 @@ class Embedder(ABC):
         return warnings
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
-        """Provider units -> model units, per the card's :class:`Normalisation`."""
+        """Provider pixels -> the card's unit -> model input, per its :class:`Normalisation`."""
         norm = self.card.input.normalisation
-        x = pixels.astype(np.float32) * np.float32(norm.scale)
+        x = pixels.astype(np.float32) * np.float32(self.card.input.provider_scale)
         if norm.mean:
             x -= np.asarray(norm.mean, np.float32)[:, None, None]
         if norm.std:
@@ -174,7 +201,8 @@ class Embedder(ABC):
         """One normalised batch -> float32 ``(n, D)`` or ``(n, D, h, w)`` numpy."""
         if output.mode == "grid":
             return np.asarray(self._grid(batch, context).float().cpu().numpy())
-        return self._pooled(batch, context, output.pooling or "mean")
+        assert output.pooling is not None, "embed() resolves the pooling first"
+        return self._pooled(batch, context, output.pooling)
 
     def _grid(self, x: torch.Tensor, context: Sequence[SampleContext]) -> torch.Tensor:
         size = self.card.input.image_size
@@ -191,14 +219,14 @@ class Embedder(ABC):
         stitched: torch.Tensor = import_torch().cat(grids)
         return stitched
 
-    def _pooled(
-        self, x: torch.Tensor, context: Sequence[SampleContext], pooling: str
+    def _global(
+        self, x: torch.Tensor, context: Sequence[SampleContext],
+        forward: Callable[[torch.Tensor, Sequence[SampleContext]], torch.Tensor],
     ) -> np.ndarray:
-        if not self.native_pooling:
-            return pool_grid(self._grid(x, context).float().cpu().numpy(), pooling)
+        """A per-image global embedding (class token, native); tiled: the mean over tiles."""
         size = self.card.input.image_size
         if self.input_prep != "tile" or size is None:
-            return np.asarray(self.forward_pooled(self.prepare(x), context).float().cpu().numpy())
+            return np.asarray(forward(self.prepare(x), context).float().cpu().numpy())
         # Tiled global embeddings: the model's own embedding of each native-size tile, pooled.
         out = []
         for i in range(len(x)):
@@ -215,9 +243,18 @@ class Embedder(ABC):
                 for c in tile_starts(image.shape[-1], size, 1)
             ]
             ctx = list(context[i : i + 1])
-            emb = import_torch().cat([self.forward_pooled(t, ctx) for t in tiles])
-            out.append(pool_grid(emb.float().cpu().numpy().T[None, :, :, None], pooling))
+            emb = import_torch().cat([forward(t, ctx) for t in tiles])
+            out.append(pool_grid(emb.float().cpu().numpy().T[None, :, :, None], "mean"))
         return np.concatenate(out)
+
+    def _pooled(
+        self, x: torch.Tensor, context: Sequence[SampleContext], pooling: str
+    ) -> np.ndarray:
+        if pooling == "native":
+            return self._global(x, context, self.forward_pooled)
+        if pooling == "cls":
+            return self._global(x, context, self.forward_cls)
+        return pool_grid(self._grid(x, context).float().cpu().numpy(), pooling)
 
     def embed(
         self,
@@ -250,6 +287,7 @@ class Embedder(ABC):
                 f"model {self.card.id!r} gives {', '.join(self.card.outputs)} output, "
                 f"not {output.mode!r}"
             )
+        output = self.card.resolve_output(output)
         contexts = list(context) if context is not None else []
         if contexts and len(contexts) != len(pixels):
             raise CapabilityError(f"{len(contexts)} contexts for {len(pixels)} samples")

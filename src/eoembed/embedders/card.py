@@ -12,13 +12,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from eoembed.bands import BandInfo
+from eoembed.errors import CapabilityError
+from eoembed.specs.output import DEFAULT_POOLING, REDUCTIONS, OutputSpec
 
-__all__ = ["InputContract", "ModelCard", "Normalisation", "WeightsSource"]
+__all__ = [
+    "UNITS",
+    "InputContract",
+    "ModelCard",
+    "Normalisation",
+    "PoolingRule",
+    "TokenLayout",
+    "WeightsSource",
+    "native_rule",
+]
+
+UNITS: dict[str, float] = {
+    "dn": 1.0,
+    "reflectance": 1e-4,
+}
+"""Pixel units a model can expect, as the factor from what providers deliver: harmonised
+Sentinel-2 digital numbers (``"dn"``: reflectance x 10000, processing-baseline offset
+removed), or ``"reflectance"`` (0..1, DN / 10000)."""
 
 
 @dataclass(frozen=True)
 class Normalisation:
-    """``x_model = (x_provider * scale - mean) / std``, per band, in the contract's band order."""
+    """``x_model = (x_unit * scale - mean) / std``, per band, in the contract's band order.
+
+    ``x_unit`` is the provider's pixels in the contract's :attr:`InputContract.unit`.
+    """
 
     scale: float = 1.0
     mean: tuple[float, ...] = ()
@@ -47,11 +69,33 @@ class InputContract:
     side_inputs: tuple[str, ...] = ()
     """Per-sample inputs besides pixels, from :data:`eoembed.embedders.context.SIDE_INPUTS`
     (band wavelengths, GSD, lat/lon, date), taken from each region's :class:`SampleContext`."""
+    unit: str = "dn"
+    """The pixel unit the model's normalisation starts from (a key of :data:`UNITS`); the
+    base class converts the provider's digital numbers to it."""
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unit {self.unit!r} is not one of {', '.join(UNITS)}")
 
     @property
     def band_names(self) -> tuple[str, ...]:
         """Band names, in model order."""
         return tuple(b.name for b in self.bands)
+
+    @property
+    def provider_scale(self) -> float:
+        """Factor from provider pixels to the model's first step: unit conversion x scale."""
+        return UNITS[self.unit] * self.normalisation.scale
+
+    def request_dict(self) -> dict[str, Any]:
+        """The contract as it enters export fingerprints: the unit folded into the scale.
+
+        Fingerprints predate :attr:`unit`; folding it keeps them for unchanged numbers.
+        """
+        out = dataclasses.asdict(self)
+        out.pop("unit")
+        out["normalisation"]["scale"] = self.provider_scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -90,6 +134,46 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
+class TokenLayout:
+    """How a token model's output sequence splits into a class token and the patch grid.
+
+    Like timm's ``num_prefix_tokens``: the first ``prefix_tokens`` are not patches (class,
+    register tokens); the rest are the grid in raster order.
+    """
+
+    prefix_tokens: int = 0
+    cls_index: int | None = None
+    """Position of the class token, ``None`` when the model has none."""
+
+
+@dataclass(frozen=True)
+class PoolingRule:
+    """Which global embedding ``OutputSpec.pooled()`` gives, and which others are offered.
+
+    ``"cls"``: the class token; ``"native"``: the model's own global embedding (CLIP's
+    projected image embedding, ...); the reductions (``"mean"``, ...) reduce the grid.
+    """
+
+    default: str = "mean"
+    supported: tuple[str, ...] = REDUCTIONS
+    source: str = ""
+    """Where the published default comes from."""
+
+    def __post_init__(self) -> None:
+        if self.default not in self.supported:
+            raise ValueError(f"default pooling {self.default!r} not in {self.supported}")
+
+
+def native_rule(source: str, *, grid: bool = True) -> PoolingRule:
+    """A model whose published global embedding is its own (``"native"``).
+
+    Reductions of its grid are offered too when it has one.
+    """
+    supported = ("native", *REDUCTIONS) if grid else ("native",)
+    return PoolingRule(default="native", supported=supported, source=source)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything a user needs to know to use and cite a model."""
 
@@ -108,6 +192,27 @@ class ModelCard:
     """Whether grid cells are input pixels (``patch_size == 1``)."""
     reference: str = ""
     """The implementation the adapter is tested against (package and entry point)."""
+    pooling: PoolingRule = PoolingRule()
+    """The published global embedding and the poolings offered."""
+    tokens: TokenLayout | None = None
+    """For token models whose adapter gives ``forward_tokens``: class token and prefix."""
+
+    def resolve_pooling(self, pooling: str | None) -> str:
+        """``"default"`` (or None) -> the card's default; refuse one the model lacks."""
+        if pooling is None or pooling == DEFAULT_POOLING:
+            return self.pooling.default
+        if pooling not in self.pooling.supported:
+            raise CapabilityError(
+                f"model {self.id!r} has no {pooling!r} pooling; it supports "
+                f"{', '.join(self.pooling.supported)} (default {self.pooling.default!r})"
+            )
+        return pooling
+
+    def resolve_output(self, output: OutputSpec) -> OutputSpec:
+        """``output`` with its pooling resolved for this model (grid output unchanged)."""
+        if output.mode != "pooled":
+            return output
+        return output.with_pooling(self.resolve_pooling(output.pooling))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

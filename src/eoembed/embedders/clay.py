@@ -18,8 +18,10 @@ optimizer, scheduler, loop and callback states and ``hyper_parameters``); only t
 kept. They load with ``torch.load(weights_only=True)`` under
 :func:`~eoembed.embedders.weights.lightning_checkpoint_globals` (inert types only).
 
-Clay publishes the class token as its embedding (``unmsk_patch[:, 0, :]`` in the tutorials);
-eoembed's ``grid`` is the patch tokens after the final norm.
+``OutputSpec.pooled()`` is the class token, the embedding Clay's documentation publishes: its
+tutorials (Clay-foundation/model ``docs/tutorials``) take ``unmsk_patch[:, 0, :]``, "the
+class token, which is the overall single embedding"; the grid (patch tokens after the final
+norm) and its mean stay available as ``OutputSpec.grid()`` and ``"mean"``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    TokenLayout,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 from eoembed.embedders.weights import lightning_checkpoint_globals
+from eoembed.specs.output import REDUCTIONS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,18 +101,16 @@ def clay_latlon(ctx: SampleContext | None) -> tuple[float, float, float, float]:
 
 @contextlib.contextmanager
 def _restoring_process_state() -> Iterator[None]:
-    """Undo what importing TerraTorch's Clay modules does to the process.
+    """Undo the environment change importing TerraTorch's Clay modules makes.
 
-    ``clay_v15.model`` sets the float32 matmul precision to ``"medium"`` and both Clay modules
-    set ``TORCH_CUDNN_V8_API_DISABLED``; both are put back as they were.
+    Both set ``TORCH_CUDNN_V8_API_DISABLED``; it is put back as it was. (``clay_v15.model``
+    also sets the float32 matmul precision to ``"medium"``: :func:`require` restores torch's
+    settings around every import.)
     """
-    th = import_torch()
-    precision = th.get_float32_matmul_precision()
     cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
     try:
         yield
     finally:
-        th.set_float32_matmul_precision(precision)
         if cudnn_env is None:
             os.environ.pop("TORCH_CUDNN_V8_API_DISABLED", None)
         else:
@@ -127,29 +136,28 @@ class _Clay(TorchEmbedder):
 
     def _encode(self, x: torch.Tensor, context: Sequence[SampleContext | None], gsd: float
                 ) -> torch.Tensor:
-        """``(n, D, h, w)`` patch tokens of samples that share ``gsd``."""
+        """``(n, 1 + h * w, D)`` last-layer tokens of samples that share ``gsd``."""
         raise NotImplementedError
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """``(n, D, h, w)`` last-layer patch tokens (after the final norm, cls dropped).
+        """Last-layer tokens (after the final norm): the class token, then the patches.
 
         Clay takes one GSD per batch, so samples are grouped by their GSD.
         """
         ctxs: list[SampleContext | None] = list(context) or [None] * len(x)
         gsds = [c.gsd_m if c is not None else self.card.input.gsd_m for c in ctxs]
-        if len(set(gsds)) == 1:
-            return self._encode(x, ctxs, gsds[0])
-        out: torch.Tensor | None = None
-        for gsd in sorted(set(gsds)):
-            idx = [i for i, g in enumerate(gsds) if g == gsd]
-            grid = self._encode(x[idx], [ctxs[i] for i in idx], gsd)
-            if out is None:
-                out = grid.new_empty((len(x), *grid.shape[1:]))
-            out[idx] = grid
-        assert out is not None
-        return out
+        return split_batch(
+            gsds, lambda idx: self._encode(x[idx], [ctxs[i] for i in idx], gsds[idx[0]])
+        )
+
+
+_POOLING = PoolingRule(
+    default="cls", supported=("cls", *REDUCTIONS),
+    source="Clay docs tutorials: embeddings = unmsk_patch[:, 0, :] (the class token)",
+)
+_TOKENS = TokenLayout(prefix_tokens=1, cls_index=0)
 
 
 def _input() -> InputContract:
@@ -196,6 +204,8 @@ class ClayV1Base(_Clay):
             "v1 (2024). https://clay-foundation.github.io/model/"
         ),
         reference="terratorch.models.backbones.clay_v1.embedder.Embedder (terratorch 1.2.11)",
+        pooling=_POOLING,
+        tokens=_TOKENS,
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -218,8 +228,8 @@ class ClayV1Base(_Clay):
                 ) -> torch.Tensor:
         time, latlon, waves = self._side_inputs(x, context)
         features = self.model.forward_features(x, time=time, latlon=latlon, waves=waves, gsd=gsd)
-        grid: torch.Tensor = self.model.prepare_features_for_image_model(features[-1:])[0]
-        return grid
+        tokens: torch.Tensor = features[-1]
+        return tokens
 
 
 _V15_SIZE = {"dim": 1024, "depth": 24, "heads": 16, "dim_head": 64, "mlp_ratio": 4}
@@ -257,6 +267,8 @@ class ClayV15(_Clay):
             "terratorch.models.backbones.clay_v15.model.Encoder (clay_mae_large arguments, "
             "mask_ratio=0, shuffle=False; terratorch 1.2.11) = claymodel.model.Encoder"
         ),
+        pooling=_POOLING,
+        tokens=_TOKENS,
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -280,7 +292,5 @@ class ClayV15(_Clay):
         time, latlon, waves = self._side_inputs(x, context)
         cube = {"pixels": x, "time": time, "latlon": latlon, "waves": waves,
                 "gsd": th.tensor(gsd, dtype=th.float32)}
-        tokens = self.model(cube)[0][:, 1:]  # mask_ratio 0, no shuffle: all patches, in order
-        h, w = (s // self.card.input.patch_size for s in x.shape[-2:])
-        grid: torch.Tensor = tokens.reshape(len(x), h, w, -1).permute(0, 3, 1, 2)
-        return grid
+        tokens: torch.Tensor = self.model(cube)[0]  # mask_ratio 0, no shuffle: all, in order
+        return tokens

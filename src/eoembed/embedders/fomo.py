@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -93,8 +100,8 @@ class FoMoNet1(TorchEmbedder):
             gsd_m=10.0,
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
+            unit="reflectance",
             normalisation=Normalisation(
-                scale=1e-4,
                 note=(
                     "DN / 10000 (reflectance), as rs-embed's fomo adapter ('unit_scale'); "
                     "FoMo-Bench publishes no fixed statistics for FoMo-Net_1"
@@ -103,6 +110,7 @@ class FoMoNet1(TorchEmbedder):
         ),
         embedding_dim=DIM,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(source="the mean of all tokens (rs-embed's fomo adapter)"),
         weights=_WEIGHTS,
         licence="FoMo-Bench code MIT; the weights' licence is not stated",
         citation=_CITATION,
@@ -150,7 +158,4 @@ class FoMoNet1(TorchEmbedder):
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
         """Band-mean of each patch's tokens, as ``(n, D, h, w)``."""
-        tokens = self._tokens(x).mean(dim=1)
-        side = x.shape[-1] // PATCH_SIZE
-        grid: torch.Tensor = tokens.reshape(len(x), side, side, tokens.shape[-1])
-        return grid.permute(0, 3, 1, 2)
+        return tokens_to_grid(self._tokens(x).mean(dim=1), grid_shape(x, PATCH_SIZE))

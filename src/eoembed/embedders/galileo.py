@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
+from eoembed.embedders.tokens import tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -126,6 +133,7 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=native_rule("Galileo Encoder.average_tokens over the visible tokens"),
         weights=weights,
         licence="MIT",
         citation=_CITATION,
@@ -221,8 +229,7 @@ class _Galileo(TorchEmbedder):
         tokens = self._encode(x, context)
         per_patch = self.model.apply_mask_and_average_tokens_per_patch(*tokens)
         n, hp, wp = tokens[0].shape[:3]
-        grid: torch.Tensor = per_patch.reshape(n, hp, wp, -1).permute(0, 3, 1, 2)
-        return grid
+        return tokens_to_grid(per_patch.reshape(n, hp * wp, -1), (hp, wp))
 
     def forward_pooled(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()

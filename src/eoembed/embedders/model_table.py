@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from eoembed.embedders.card import ModelCard
 from eoembed.embedders.registry import describe_model, list_models
+from eoembed.specs.output import REDUCTIONS
 
 __all__ = ["README_MARKERS", "markdown_table", "model_row"]
 
 README_MARKERS = ("<!-- models:start -->", "<!-- models:end -->")
 
 _HEADER = (
-    "| id | family | input | side inputs | dim | outputs | weights | licence |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| id | family | input | unit | side inputs | dim | outputs | pooled: default; also | "
+    "weights | licence |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -36,6 +38,19 @@ def _input(card: ModelCard) -> str:
     )
 
 
+_UNIT_LABEL = {"dn": "DN (reflectance x 10000)", "reflectance": "reflectance (DN / 10000)"}
+
+
+def _pooling(card: ModelCard) -> str:
+    """``**default**; others`` with the grid reductions written once."""
+    rule = card.pooling
+    others = [p for p in rule.supported if p != rule.default and p not in REDUCTIONS]
+    reductions = [p for p in REDUCTIONS if p in rule.supported and p != rule.default]
+    if reductions:
+        others.append("/".join(reductions))
+    return f"**{rule.default}**" + (f"; {', '.join(others)}" if others else "")
+
+
 def _weights(card: ModelCard) -> str:
     w = card.weights
     if w is None:
@@ -53,9 +68,11 @@ def model_row(card: ModelCard) -> str:
         f"`{card.id}`",
         card.family,
         _input(card),
+        _UNIT_LABEL[card.input.unit],
         ", ".join(card.input.side_inputs) or "-",
         str(card.embedding_dim),
         ", ".join(card.outputs),
+        _pooling(card),
         _weights(card),
         card.licence.replace("|", "/"),
     ]

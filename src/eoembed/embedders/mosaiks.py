@@ -16,7 +16,7 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import Embedder, import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation
+from eoembed.embedders.card import InputContract, ModelCard, Normalisation, PoolingRule
 from eoembed.embedders.options import EmbedderOptions
 from eoembed.errors import ModelArgumentError
 
@@ -85,6 +85,9 @@ class Mosaiks(Embedder):
         ),
         embedding_dim=512,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="MOSAIKS (Rolf et al. 2021): random-feature activations averaged over the image",
+        ),
         weights=None,
         licence="MIT (method); no weights",
         citation=(

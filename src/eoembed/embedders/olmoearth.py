@@ -38,7 +38,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
 from eoembed.embedders.weights import fetch_companion, file_sha256
 from eoembed.errors import CapabilityError, ModelArgumentError, WeightsNotFoundError
@@ -158,6 +165,9 @@ def _card(model_id: str, size: str, dim: int, weights: WeightsSource) -> ModelCa
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="olmoearth_pretrain pool_unmasked_tokens(MEAN, spatial_pooling=True)",
+        ),
         weights=weights,
         licence="OlmoEarth Artifact License (weights); Apache-2.0 (code)",
         citation=_CITATION,
@@ -273,7 +283,6 @@ k.removeprefix("encoder."): v for k, v in state.items()}
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
         """``(n, 12, H, W)`` -> ``(n, D, H/p, W/p)``, one encoder call per distinct GSD."""
-        th = import_torch()
         p = self.options.patch_size
         n, _, h, w = x.shape
         if h % p or w % p:
@@ -282,13 +291,10 @@ k.removeprefix("encoder."): v for k, v in state.items()}
                 f"are multiples of {p}, got {h} x {w}; choose a buffer of a multiple of {p} px"
             )
         gsds = [c.gsd_m for c in context] if context else [self.card.input.gsd_m] * n
-        out: torch.Tensor = th.empty(n, self.embedding_dim, h // p, w // p, device=x.device)
-        for gsd in sorted(set(gsds)):
-            rows = [i for i, g in enumerate(gsds) if g == gsd]
-            ctx = [context[i] for i in rows] if context else []
-            grid = self._encode(x[rows], ctx, len(rows), float(gsd))
-            out[rows] = grid.to(out.dtype)
-        return out
+        return split_batch(gsds, lambda rows: self._encode(
+            x[rows], [context[i] for i in rows] if context else [], len(rows),
+            float(gsds[rows[0]]),
+        ))
 
     def _encode(
         self, x: torch.Tensor, context: Sequence[SampleContext], n: int, gsd: float

@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import grid_shape, split_batch, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -130,6 +137,10 @@ def _card(
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="the patch-token mean (class token dropped); no other global embedding "
+            "published by the authors was found",
+        ),
         weights=weights,
         licence="Apache-2.0",
         citation=_CITATION_V1 if v1 else _CITATION_V2,
@@ -180,10 +191,9 @@ class _Prithvi(TorchEmbedder):
             tokens = model.forward_features(x, temporal_coords=time, location_coords=latlon)[-1]
         finally:
             model.num_frames = 1
-        h, w = (s // self.card.input.patch_size for s in x.shape[-2:])
-        grid = tokens[:, 1:].reshape(len(x), frames, h, w, -1).mean(dim=1)
-        out: torch.Tensor = grid.permute(0, 3, 1, 2)
-        return out
+        h, w = grid_shape(x, self.card.input.patch_size)
+        per_frame = tokens[:, 1:].reshape(len(x), frames, h * w, -1)
+        return tokens_to_grid(per_frame.mean(dim=1), (h, w))
 
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
@@ -197,11 +207,10 @@ class _Prithvi(TorchEmbedder):
             return self._encode(x, None, None)
         th = import_torch()
         frames = 1 if x.ndim == 4 else x.shape[1]
-        groups: dict[tuple[bool, bool], list[int]] = {}
-        for i, ctx in enumerate(context):
-            groups.setdefault((_dates(ctx, frames) is not None, ctx.has_location), []).append(i)
-        out: torch.Tensor | None = None
-        for (has_time, has_loc), idx in groups.items():
+        keys = [(_dates(ctx, frames) is not None, ctx.has_location) for ctx in context]
+
+        def run(idx: list[int]) -> torch.Tensor:
+            has_time, has_loc = keys[idx[0]]
             sub = [context[i] for i in idx]
             time = latlon = None
             if has_time:
@@ -210,14 +219,9 @@ class _Prithvi(TorchEmbedder):
             if has_loc:
                 latlon = th.tensor([location_coords(c) for c in sub], dtype=th.float32,
                                    device=x.device)
-            if len(groups) == 1:
-                return self._encode(x, time, latlon)
-            grid = self._encode(x[idx], time, latlon)
-            if out is None:
-                out = grid.new_empty((len(x), *grid.shape[1:]))
-            out[idx] = grid
-        assert out is not None
-        return out
+            return self._encode(x[idx], time, latlon)
+
+        return split_batch(keys, run)
 
 
 def _dates(ctx: SampleContext, frames: int) -> tuple[dt.date, ...] | None:

@@ -40,8 +40,15 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
+from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 from eoembed.errors import CapabilityError
 
@@ -125,6 +132,9 @@ def _card(
         ),
         embedding_dim=dim,
         outputs=outputs,
+        pooling=native_rule(
+            "open_clip encode_image: CLIP's projected image embedding", grid="grid" in outputs
+        ),
         weights=weights,
         licence="Apache-2.0 (weights, per the Hub model card)",
         citation=_CITATION,
@@ -183,9 +193,8 @@ class RemoteCLIPEmbedder(TorchEmbedder):
             raise CapabilityError(f"model {self.card.id!r} gives pooled output only")
         _, tokens = self.model(x)
         projected = tokens @ self.model.proj
-        side = x.shape[-1] // self.card.input.patch_size
-        grid: torch.Tensor = projected.reshape(len(x), -1, side, projected.shape[-1])
-        return self._unit(grid.permute(0, 3, 1, 2), dim=1)
+        grid = tokens_to_grid(projected, grid_shape(x, self.card.input.patch_size))
+        return self._unit(grid, dim=1)
 
 
 _REFERENCE = (

@@ -52,8 +52,15 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
 from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
+from eoembed.embedders.tokens import tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -154,6 +161,9 @@ def _rgb_card(
         ),
         embedding_dim=1024,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="SatMAE/SatMAE++ fine-tuning ViTs global_pool: x[:, 1:].mean(dim=1)",
+        ),
         weights=weights,
         licence=weights.licence,
         citation=citation,
@@ -180,8 +190,7 @@ class _SatMAEEmbedder(TorchEmbedder):
 
     def _to_grid(self, tokens: torch.Tensor, side: int) -> torch.Tensor:
         """``(n, side*side, D)`` raster-order tokens -> ``(n, D, side, side)``."""
-        grid = tokens.reshape(len(tokens), side, side, tokens.shape[-1])
-        return grid.permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, (side, side))
 
 
 class _RGBEmbedder(_SatMAEEmbedder):
@@ -278,6 +287,9 @@ class SatMAEViTL8MS(_SatMAEEmbedder):
         ),
         embedding_dim=1024,
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="SatMAE/SatMAE++ fine-tuning ViTs global_pool: x[:, 1:].mean(dim=1)",
+        ),
         weights=_weights(
             "MVRL/satmae-vitlarge-multispec-pretrain", "model.safetensors", _SATMAE_LICENCE
         ),

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder
 
 if TYPE_CHECKING:
@@ -70,8 +76,8 @@ class TerraFMBase(TorchEmbedder):
             gsd_m=10.0,
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
+            unit="reflectance",
             normalisation=Normalisation(
-                scale=1e-4,
                 note=(
                     "DN / 10000 clipped to [0, 1], as rs-embed's terrafm adapter; TerraFM's "
                     "terrafm.py takes reflectance and publishes no band statistics"
@@ -80,6 +86,7 @@ class TerraFMBase(TorchEmbedder):
         ),
         embedding_dim=768,
         outputs=("pooled", "grid"),
+        pooling=native_rule("TerraFM.forward: the class token after the final LayerNorm"),
         weights=WeightsSource(
             repo_id="MBZUAI/TerraFM",
             filename="TerraFM-B.pth",

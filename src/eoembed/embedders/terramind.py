@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -130,6 +137,9 @@ def _card(size: str, modality: str) -> ModelCard:
         ),
         embedding_dim=_DIMS[size],
         outputs=("pooled", "grid"),
+        pooling=PoolingRule(
+            source="TerraMind has no class or register tokens: the mean of its patch tokens",
+        ),
         # No commit or file hash for these repos could be verified offline: unpinned (the
         # commit and sha256 actually downloaded are recorded in each embedding's metadata).
         weights=WeightsSource(
@@ -177,10 +187,7 @@ class _TerraMindV1(TorchEmbedder):
     ) -> torch.Tensor:
         """Last block's tokens after ``encoder_norm`` as ``(n, D, h, w)``."""
         tokens = self.model({self.modality: x})[-1]
-        patch = self.card.input.patch_size
-        h, w = x.shape[-2] // patch, x.shape[-1] // patch
-        grid: torch.Tensor = tokens.reshape(len(x), h, w, tokens.shape[-1])
-        return grid.permute(0, 3, 1, 2)
+        return tokens_to_grid(tokens, grid_shape(x, self.card.input.patch_size))
 
 
 class TerraMindV1Tiny(_TerraMindV1):

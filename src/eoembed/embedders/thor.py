@@ -40,7 +40,14 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
+from eoembed.embedders.tokens import tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, submodule_state
 from eoembed.errors import WeightsNotFoundError
 
@@ -128,8 +135,9 @@ def _card(size: str, dim: int) -> ModelCard:
             gsd_m=float(GSD_M),
             image_size=IMAGE_SIZE,
             patch_size=PATCH_SIZE,
+            unit="reflectance",
             normalisation=Normalisation(
-                scale=1e-4, mean=THOR_MEAN, std=THOR_STD,
+                mean=THOR_MEAN, std=THOR_STD,
                 note=(
                     "DN clipped to [0, 10000], / 10000, then the per-band mean/std of rs-embed's "
                     "thor adapter ('thor_stats', onthefly_thor._THOR_S2_MEAN/_STD)"
@@ -138,6 +146,7 @@ def _card(size: str, dim: int) -> ModelCard:
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
+        pooling=native_rule("the mean of all tokens of both GSD groups (rs-embed's THOR pooling)"),
         weights=WeightsSource(
             repo_id=repo,
             filename=f"thor_v1_vit_{size}.pt",
@@ -243,7 +252,7 @@ class ThorEmbedder(TorchEmbedder):
         for side in sides:
             part = tokens[:, start : start + side * side]
             start += side * side
-            grid = part.reshape(len(x), side, side, -1).permute(0, 3, 1, 2)
+            grid = tokens_to_grid(part, (side, side))
             if side != finest:
                 grid = th.nn.functional.interpolate(grid, size=(finest, finest), mode="bilinear")
             maps.append(grid)

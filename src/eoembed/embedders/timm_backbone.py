@@ -1,10 +1,10 @@
 """Backbones built with timm from pinned Hub checkpoints.
 
 timm builds the architecture; the checkpoint comes through :mod:`eoembed.embedders.weights`.
-For ViTs the patch tokens become the grid output (one cell per ``patch_size`` input pixels
-after resizing to the model's image size, georeferenced back onto the input footprint);
-CNNs override :meth:`TimmEmbedder.forward_grid` with their last feature map. Pooled outputs
-reduce the grid.
+For ViTs the tokens laid out by the card's :class:`TokenLayout` give the grid (one cell per
+``patch_size`` input pixels after resizing to the model's image size, georeferenced back
+onto the input footprint) and the class token; CNNs override
+:meth:`TimmEmbedder.forward_grid` with their last feature map.
 """
 
 from __future__ import annotations
@@ -45,14 +45,12 @@ class TimmEmbedder(TorchEmbedder):
         )
         return model
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """Patch tokens of the last block (after the final norm) as ``(n, D, h, w)``."""
-        tokens = self.model.forward_features(x)[:, self.model.num_prefix_tokens :]
-        side = x.shape[-1] // self.card.input.patch_size
-        grid: torch.Tensor = tokens.reshape(len(x), -1, side, tokens.shape[-1])
-        return grid.permute(0, 3, 1, 2)
+        """All tokens of the last block after the final norm, in the card's layout."""
+        tokens: torch.Tensor = self.model.forward_features(x)
+        return tokens
 
 
 class TimmCNN(TimmEmbedder):

@@ -3,7 +3,11 @@
 Each adapter builds the architecture with the ``torchgeo.models`` builder (random init) and
 loads the checkpoint that TorchGeo's ``*_Weights`` enum points at, pinned to the commit in
 that URL and, where the file name carries one, the leading sha256 digits. Grids are the patch
-tokens of the last transformer block (class tokens dropped); pooled outputs are their mean.
+tokens of the last transformer block (class tokens dropped). ``OutputSpec.pooled()`` gives
+what each TorchGeo model's own forward pools: the mean of the patch tokens for DOFA and
+Copernicus-FM (``global_pool=True``) and CROMA (``optical_GAP`` averages the encodings; its
+GAP-FFN is not applied here), the class token for Scale-MAE and Panopticon (timm
+``VisionTransformer`` with ``global_pool="token"``).
 Side inputs (band wavelengths, GSD, location, date) are taken from the card's bands and each
 sample's :class:`~eoembed.embedders.context.SampleContext`, never from the environment.
 
@@ -22,8 +26,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from eoembed.bands import sentinel2
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    PoolingRule,
+    TokenLayout,
+    WeightsSource,
+)
+from eoembed.embedders.tokens import split_batch
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
+from eoembed.specs.output import REDUCTIONS
 
 if TYPE_CHECKING:
     import torch
@@ -98,18 +111,9 @@ def _last_block_tokens(blocks: Any, run: Callable[[], Any]) -> torch.Tensor:
     return store[0]
 
 
-def _to_grid(tokens: torch.Tensor) -> torch.Tensor:
-    """Patch tokens ``(n, h*w, D)`` -> ``(n, D, h, w)`` (square grids)."""
-    side = math.isqrt(tokens.shape[1])
-    return tokens.reshape(len(tokens), side, side, -1).permute(0, 3, 1, 2)
-
-
-def _groups(keys: Sequence[Any]) -> list[list[int]]:
-    """Sample indices grouped by equal key, so per-batch side inputs never mix samples."""
-    out: dict[Any, list[int]] = {}
-    for i, key in enumerate(keys):
-        out.setdefault(key, []).append(i)
-    return list(out.values())
+_CLS_TOKENS = TokenLayout(prefix_tokens=1, cls_index=0)
+"""A ViT with one class token before the patch tokens."""
+_CLS_OR_MEAN = ("cls", *REDUCTIONS)
 
 
 class _TorchGeoEmbedder(TorchEmbedder):
@@ -186,6 +190,11 @@ def _dofa_card(model_id: str, size: str, dim: int, url: str) -> ModelCard:
         licence="CC-BY-4.0 (weights), MIT (code)",
         citation=_DOFA_CITATION,
         reference=f"torchgeo.models.dofa_{size.lower()}_patch16_224 (torchgeo 0.8.1)",
+        pooling=PoolingRule(
+            supported=_CLS_OR_MEAN,
+            source="torchgeo.models.DOFA.forward_features, global_pool=True: mean of x[:, 1:]",
+        ),
+        tokens=_CLS_TOKENS,
     )
 
 
@@ -204,14 +213,13 @@ class _DOFA(_TorchGeoEmbedder):
         model.fc_norm = th.nn.Identity()
         return model
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """Patch tokens of the last block from ``DOFA.forward_features(x, wavelengths)``."""
-        tokens = _last_block_tokens(
+        """Last block's tokens from ``DOFA.forward_features(x, wavelengths)``."""
+        return _last_block_tokens(
             self.model.blocks, lambda: self.model.forward_features(x, self.wavelengths_um)
         )
-        return _to_grid(tokens[:, 1:])
 
 
 class DOFABase(_DOFA):
@@ -290,6 +298,11 @@ class ScaleMAELarge(_TorchGeoEmbedder):
             "https://arxiv.org/abs/2212.14532"
         ),
         reference="torchgeo.models.scalemae_large_patch16 (torchgeo 0.8.1)",
+        pooling=PoolingRule(
+            default="cls", supported=_CLS_OR_MEAN,
+            source="torchgeo.models.ScaleMAE is a timm VisionTransformer, global_pool='token'",
+        ),
+        tokens=_CLS_TOKENS,
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -304,22 +317,18 @@ class ScaleMAELarge(_TorchGeoEmbedder):
         state.setdefault("pos_embed", self.model.pos_embed.detach().clone())
         return state
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
         """Tokens after the final norm, one call per distinct GSD (``ScaleMAE.res``, metres)."""
-        th = require("torch", "torch")
         gsds = [c.gsd_m for c in context] if context else [self.card.input.gsd_m] * len(x)
-        out: torch.Tensor | None = None
-        for idx in _groups(gsds):
+
+        def run(idx: list[int]) -> torch.Tensor:
             self.model.res = float(gsds[idx[0]])
-            tokens = self.model.forward_features(x[idx])[:, self.model.num_prefix_tokens :]
-            grid = _to_grid(tokens)
-            if out is None:
-                out = grid.new_empty((len(x), *grid.shape[1:]))
-            out[th.as_tensor(idx, device=x.device)] = grid
-        assert out is not None
-        return out
+            tokens: torch.Tensor = self.model.forward_features(x[idx])
+            return tokens
+
+        return split_batch(gsds, run)
 
 
 # -- CROMA ---------------------------------------------------------------------------------
@@ -367,6 +376,11 @@ def _croma_card(model_id: str, size: str, dim: int, url: str) -> ModelCard:
             "https://arxiv.org/abs/2311.00566"
         ),
         reference=f"torchgeo.models.croma_{size.lower()} (torchgeo 0.8.1), modalities=['optical']",
+        pooling=PoolingRule(
+            source="torchgeo.models.CROMA optical_GAP: mean of optical_encodings (its GAP-FFN "
+            "projection is not applied here)",
+        ),
+        tokens=TokenLayout(),
     )
 
 
@@ -395,11 +409,12 @@ class _CROMA(_TorchGeoEmbedder):
         flat["attn_bias"] = self.model.attn_bias
         return flat
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """``optical_encodings`` of ``CROMA.forward(x_optical=x)`` as a 15 x 15 grid."""
-        return _to_grid(self.model(x_optical=x)["optical_encodings"])
+        """``optical_encodings`` of ``CROMA.forward(x_optical=x)``: 15 x 15 patches, no prefix."""
+        tokens: torch.Tensor = self.model(x_optical=x)["optical_encodings"]
+        return tokens
 
 
 class CROMABase(_CROMA):
@@ -476,6 +491,12 @@ class CopernicusFMBase(_TorchGeoEmbedder):
             "https://arxiv.org/abs/2503.11849"
         ),
         reference="torchgeo.models.copernicusfm_base (torchgeo 0.8.1), input_mode='spectral'",
+        pooling=PoolingRule(
+            supported=_CLS_OR_MEAN,
+            source="torchgeo.models.CopernicusFM.forward_features, global_pool=True: mean of "
+            "x[:, 1:]",
+        ),
+        tokens=_CLS_TOKENS,
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -503,10 +524,10 @@ class CopernicusFMBase(_TorchGeoEmbedder):
             rows.append((lon, lat, days, (patch * gsd / 1000.0) ** 2))
         return np.asarray(rows, dtype=np.float32)
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """Last-block patch tokens of ``CopernicusFM.forward_features`` (spectral mode).
+        """Last-block tokens of ``CopernicusFM.forward_features`` (spectral mode).
 
         Copernicus-FM swaps in a learned token for the whole batch when any sample lacks
         location, date or area, so samples are run in groups with the same known fields.
@@ -515,22 +536,15 @@ class CopernicusFMBase(_TorchGeoEmbedder):
         meta = self.metadata_rows(context, len(x))
         wavelengths = [float(round(1000.0 * w)) for w in self.wavelengths_um]
         bandwidths = [S2_BANDWIDTH_NM[b] for b in self.card.input.band_names]
-        out: torch.Tensor | None = None
-        for idx in _groups([tuple(np.isnan(row)) for row in meta]):
-            md = th.as_tensor(meta[idx], device=x.device)
-            def run(idx: list[int] = idx, md: torch.Tensor = md) -> Any:
-                return self.model.forward_features(
-                    x[idx], md, wavelengths=wavelengths, bandwidths=bandwidths,
-                    input_mode="spectral", kernel_size=self.card.input.patch_size,
-                )
 
-            tokens = _last_block_tokens(self.model.blocks, run)
-            grid = _to_grid(tokens[:, 1:])
-            if out is None:
-                out = grid.new_empty((len(x), *grid.shape[1:]))
-            out[th.as_tensor(idx, device=x.device)] = grid
-        assert out is not None
-        return out
+        def run(idx: list[int]) -> torch.Tensor:
+            md = th.as_tensor(meta[idx], device=x.device)
+            return _last_block_tokens(self.model.blocks, lambda: self.model.forward_features(
+                x[idx], md, wavelengths=wavelengths, bandwidths=bandwidths,
+                input_mode="spectral", kernel_size=self.card.input.patch_size,
+            ))
+
+        return split_batch([tuple(np.isnan(row)) for row in meta], run)
 
 
 # -- Panopticon ----------------------------------------------------------------------------
@@ -581,6 +595,12 @@ class PanopticonViTB14(_TorchGeoEmbedder):
             "for Earth observation. CVPR Workshops 2025. https://arxiv.org/abs/2503.10845"
         ),
         reference="torchgeo.models.panopticon_vitb14 (torchgeo 0.8.1)",
+        pooling=PoolingRule(
+            default="cls", supported=_CLS_OR_MEAN,
+            source="torchgeo.models.Panopticon.forward -> timm vit_base_patch14_dinov2 "
+            "(global_pool='token'): the class token after the final norm",
+        ),
+        tokens=_CLS_TOKENS,
     )
 
     def create_model(self) -> torch.nn.Module:
@@ -602,10 +622,10 @@ class PanopticonViTB14(_TorchGeoEmbedder):
         state["pos_embed"] = resize(state["pos_embed"], size // patch, old)
         return {f"model.{k}": v for k, v in state.items()}
 
-    def forward_grid(
+    def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
     ) -> torch.Tensor:
-        """Patch tokens after the final norm; ``chn_ids`` are the bands' wavelengths in nm."""
+        """Tokens after the final norm; ``chn_ids`` are the bands' wavelengths in nm."""
         th = require("torch", "torch")
         # A fresh (n, C) tensor: ChnEmb rewrites its input in place.
         chn_ids = th.tensor(
@@ -613,4 +633,4 @@ class PanopticonViTB14(_TorchGeoEmbedder):
         ).repeat(len(x), 1)
         vit = self.model.model
         tokens: torch.Tensor = vit.forward_features({"imgs": x, "chn_ids": chn_ids})
-        return _to_grid(tokens[:, vit.num_prefix_tokens :])
+        return tokens

@@ -47,7 +47,13 @@ import numpy as np
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
-from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
+from eoembed.embedders.card import (
+    InputContract,
+    ModelCard,
+    Normalisation,
+    WeightsSource,
+    native_rule,
+)
 from eoembed.embedders.torch_embedder import TorchEmbedder, require, submodule_state
 
 if TYPE_CHECKING:
@@ -160,6 +166,7 @@ def _card(
         ),
         embedding_dim=1000,
         outputs=("pooled", "grid"),
+        pooling=native_rule("WildSAT's image embedding: the encoder's pooled output through its heads"),
         weights=weights,
         licence=_LICENCE,
         citation=_CITATION,

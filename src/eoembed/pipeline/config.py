@@ -97,7 +97,8 @@ _HINTS = {
     "out": "an output folder",
     "sensor": "{collection, bands, scale_m, cloudy_pct, fill_value, composite, resampling, "
     "mask}",
-    "output": "pooled, grid, or {mode: pooled|grid, pooling: mean|max|min|std|median}",
+    "output": "pooled, grid, or {mode: pooled|grid, pooling: default|cls|native|mean|max|min"
+              "|std|median}",
     "quantize": "null (float32) or int8",
 }
 """What each top-level key takes, for errors about a missing or mistyped section."""
@@ -202,7 +203,7 @@ class SensorConfig(_Section):
 
 
 class OutputConfig(_Section):
-    """``pooled`` (with ``pooling``, default mean) or ``grid``; a bare string sets the mode."""
+    """``pooled`` (``pooling`` defaults to the model's own) or ``grid``; a string sets the mode."""
 
     mode: str = "pooled"
     pooling: str | None = None
@@ -220,7 +221,7 @@ class OutputConfig(_Section):
     def spec(self) -> OutputSpec:
         """The output as a spec."""
         if self.mode == "pooled":
-            return OutputSpec.pooled(self.pooling or "mean")
+            return OutputSpec.pooled(self.pooling)
         return OutputSpec(self.mode, self.pooling)
 
 
@@ -512,7 +513,7 @@ def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     - ``temporal``: ``{year}`` replaces the window; ``{start}`` or ``{end}`` replaces that end
       of a start/end window.
     - ``output``: ``{mode}`` or ``{pooling}`` replaces that part; a new mode without a pooling
-      drops the old pooling (grid output has none, pooled defaults to mean).
+      drops the old pooling (grid output has none, pooled defaults to the model's own pooling).
     - ``model_args``: ``{model_id: {key: value}}`` is merged into that model's ``args``
       (:data:`ALL_MODELS` means every model), after ``models`` is overridden.
 

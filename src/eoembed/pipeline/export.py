@@ -245,6 +245,8 @@ def export_batch(
             raise CapabilityError(
                 f"model {model_id!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
             )
+    # Each model's pooling resolved ("default" -> its card's), so fingerprints record it.
+    outputs = {m: cards[m].resolve_output(output) for m in model_ids}
     chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m], source) for m in model_ids}
     for s in chosen.values():
         check_types(temporal, output, s)
@@ -263,7 +265,7 @@ def export_batch(
                 model_id, device, batch_size, dict(model_args.get(model_id, {}))
             )
             request = model_request(
-                embedder, chosen[model_id], temporal, output, source.name, quantize,
+                embedder, chosen[model_id], temporal, outputs[model_id], source.name, quantize,
                 __version__, frames,
             )
             plans.append(
@@ -502,7 +504,8 @@ def _open_writers(
         schema = EmbeddingSchema(
             model=p.model, mode=output.mode, dim=p.embedder.embedding_dim,
             dtype="int8" if quantize else "float32",
-            quantization="int8-symmetric" if quantize else None, pooling=output.pooling,
+            quantization="int8-symmetric" if quantize else None,
+            pooling=p.card.resolve_output(output).pooling,
             model_meta=p.embedder.metadata(), request=p.request,
         )
         writers[p.model] = writer_cls(directory, schema)

@@ -58,14 +58,12 @@ def model_request(
     series of that many bins instead of one composite) is added only when set, so requests
     without it keep the fingerprints they always had.
     """
-    import dataclasses
-
     card = embedder.card
     request: dict[str, Any] = {
         "model": card.id,
         "options": embedder.options.to_dict(),
         "weights": dict(embedder.weights_meta),
-        "preprocessing": dataclasses.asdict(card.input),
+        "preprocessing": card.input.request_dict(),
         "sensor": sensor.to_dict(),
         "temporal": temporal.to_dict(),
         "output": output.to_dict(),
@@ -75,6 +73,10 @@ def model_request(
     }
     if frames is not None:
         request["frames"] = frames
+    if output.mode == "pooled" and embedder.native_pooling and output.pooling != "native":
+        # These models once answered every pooling with their own embedding; a reduction
+        # of their grid is other numbers, so it must not match those results.
+        request["pooled_from"] = "grid"
     return request
 
 
