@@ -9,6 +9,7 @@ import pytest
 from eoembed import OutputSpec, PointBuffer, TemporalSpec, get_embedding
 from eoembed.embedders import describe_model, get_embedder, list_models
 from eoembed.embedders.registry import embedder_class
+from eoembed.embedders.torch_state import preserved_torch_state
 from eoembed.errors import CapabilityError, SpecError
 from eoembed.specs.output import REDUCTIONS
 
@@ -129,7 +130,8 @@ def test_export_fingerprints_record_the_resolved_pooling() -> None:
 def test_clay_pooled_is_the_token_terratorch_drops_from_its_grid() -> None:
     """Clay's card layout (class token first, then 32 x 32 patches) against TerraTorch's own
     ``prepare_features_for_image_model``: our grid is its grid, our default is token 0."""
-    pytest.importorskip("terratorch")
+    with preserved_torch_state():  # TerraTorch sets the float32 matmul precision when imported
+        pytest.importorskip("terratorch")
     embedder = get_embedder("clay-v1-base", device="cpu", weights="random")
     pixels = np.random.default_rng(1).uniform(300, 4000, (1, 10, 256, 256)).astype(np.float32)
     with torch.inference_mode():
