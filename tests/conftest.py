@@ -26,9 +26,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--run-network", action="store_true", default=False,
         help="run tests marked 'network' (they need real internet access)",
     )
+    parser.addoption(
+        "--full", action="store_true", default=False,
+        help="run tests marked 'full' (parity at the released model depth; CI's second step)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--full"):
+        # Deselected, not skipped: each parity test has a full twin, which would fill -ra.
+        full = [item for item in items if "full" in item.keywords]
+        if full:
+            config.hook.pytest_deselected(items=full)
+            items[:] = [item for item in items if "full" not in item.keywords]
     if config.getoption("--run-network"):
         return
     skip = pytest.mark.skip(reason="needs the network; run with --run-network")

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import gc
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # Clay configs/metadata.yaml, sentinel-2-l2a: band_order, mean, std, wavelength.
@@ -57,8 +59,11 @@ def _embedder_module() -> Any:
 
 def test_clay_matches_terratorch(
     offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[..., None],  # noqa: F811
 ) -> None:
+    from terratorch.models.backbones.clay_v1.modules import Transformer
+
+    shallow(Transformer)  # the encoder's blocks
     embedder_mod = _embedder_module()
     torch.manual_seed(0)
     net = embedder_mod.Embedder(img_size=256, bands=CLAY_BANDS)

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import gc
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ torch = pytest.importorskip("torch")
 opm = pytest.importorskip("olmoearth_pretrain_minimal")
 
 from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit import (
+    FlexiVitBase,
     PoolingType,
 )
 from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.olmoearth_pretrain_v1 import (
@@ -42,6 +44,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 SIZES = {
@@ -84,8 +87,9 @@ def _reference_run(encoder: Any, pixels: np.ndarray, date: dt.date, gsd: float) 
 @pytest.mark.parametrize("model_id", list(SIZES))
 def test_parity_with_olmoearth_pretrain_minimal(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[..., None],  # noqa: F811
 ) -> None:
+    shallow(FlexiVitBase)  # encoder and decoders
     reference = _reference(SIZES[model_id], seed=0)
     payload = checkpoint_bytes(reference.state_dict())  # weights.pth: encoder/decoder/target
     publish(offline_hub, monkeypatch, model_id, payload)

@@ -8,6 +8,7 @@ RemoteCLIP README), run through ``encode_image`` and, for the grid, open_clip's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # OpenAI CLIP preprocessing constants (open_clip/constants.py OPENAI_DATASET_MEAN/STD).
@@ -61,7 +63,9 @@ def _ref_outputs(model: Any, pixels: np.ndarray, grid: bool) -> tuple[Any, Any]:
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_parity_with_open_clip(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[..., None],  # noqa: F811
 ) -> None:
+    shallow(open_clip.transformer.Transformer, "layers")  # the ViT towers, RN50's text tower
     card = describe_model(model_id)
     has_grid = "grid" in card.outputs
     pixels = sample_pixels(sample_provider, RGB, 224, n=2)

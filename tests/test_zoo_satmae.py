@@ -13,6 +13,7 @@ from rshf).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ pytest.importorskip("rshf.satmae")
 from eoembed import OutputSpec
 from eoembed.embedders import describe_model, get_embedder
 from eoembed.errors import ModelArgumentError
-from zoo import assert_parity, checkpoint_bytes, offline_hub, publish, sample_pixels  # noqa: F401
+from zoo import (  # noqa: F401
+    assert_parity,
+    checkpoint_bytes,
+    offline_hub,
+    publish,
+    sample_pixels,
+    shallow,
+)
 
 # fMoW-RGB mean/std (sustainlab-group/SatMAE and techmn/satmae_pp util/datasets.py,
 # CustomDatasetFromImages).
@@ -112,7 +120,13 @@ def test_parity_with_rshf(
     monkeypatch: pytest.MonkeyPatch,
     sample_provider: Any,
     tmp_path: Path,
+    shallow: Callable[..., None],  # noqa: F811
 ) -> None:
+    from rshf.satmae import SatMAE_Pre_MS, SatMAEConfig
+    from rshf.satmaepp import SatMAEPPConfig
+
+    for cls in (SatMAEConfig, SatMAEPPConfig, SatMAE_Pre_MS):  # SatMAE_Pre_MS: a config dict
+        shallow(cls)
     card = describe_model(model_id)
     size = card.input.image_size
     assert size is not None

@@ -14,6 +14,7 @@ downloads, filters with ``checkpoint_filter_fn`` and loads strictly) on standard
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # TerraTorch 1.2.11 terramind_register.py: v1_pretraining_mean / v1_pretraining_std.
@@ -105,9 +107,12 @@ def _standardise(pixels: np.ndarray, modality: str) -> Any:
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_parity_with_terratorch(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[..., None],  # noqa: F811
 ) -> None:
+    from terratorch.models.backbones.terramind.model.terramind_vit import TerraMindViT
     from terratorch.registry import BACKBONE_REGISTRY
 
+    shallow(TerraMindViT, "encoder_depth")
     size, modality = MODELS[model_id]
     card = describe_model(model_id)
     pixels = sample_pixels(sample_provider, card.input.band_names, 224, n=2)

@@ -11,10 +11,11 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import inspect
 import io
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,64 @@ PARITY_RTOL = 1e-5
 
 CONTEXT = SampleContext(lon=-75.70, lat=37.70, date=dt.date(2015, 12, 16), gsd_m=10.0)
 """Side inputs for parity tests: the sample point, the middle of its window."""
+
+
+SHALLOW_DEPTH = 2
+"""Blocks per stack in the default (shallow) tier of the parity tests."""
+
+
+def cap_depth(
+    monkeypatch: pytest.MonkeyPatch, cls: type, param: str = "depth", depth: int = SHALLOW_DEPTH
+) -> None:
+    """Build every ``cls`` with at most ``depth`` blocks while the test runs.
+
+    ``param`` names the constructor argument giving the number of blocks (an int, or a
+    sequence of per-stage counts): passed by name, by position, through ``**kwargs``, left at
+    its default, or as a key of a config dict argument, it is capped all the same. eoembed's
+    adapter and the reference both construct ``cls``, so both get the same shallow network
+    through their real code (builders, checkpoint layout and conversion, strict loading,
+    forward): only the number of identical blocks shrinks, and with it the time and memory.
+    """
+    original = cls.__init__  # type: ignore[misc]
+    signature = inspect.signature(original)
+
+    def capped(value: Any) -> Any:
+        if isinstance(value, int):
+            return min(value, depth)
+        return type(value)(min(v, depth) for v in value)
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        if param in arguments:
+            arguments[param] = capped(arguments[param])
+        else:
+            configs = [k for k, v in arguments.items() if isinstance(v, dict) and param in v]
+            assert configs, f"{cls.__name__} was built without a {param!r} argument"
+            for key in configs:  # **kwargs, or a config dict (copied: it may be shared)
+                arguments[key] = {**arguments[key], param: capped(arguments[key][param])}
+        original(*bound.args, **bound.kwargs)
+
+    monkeypatch.setattr(cls, "__init__", init)
+
+
+@pytest.fixture(params=["shallow", pytest.param("full", marks=pytest.mark.full)])
+def shallow(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., None]:
+    """``shallow(cls, param="depth")``: cap ``cls``'s depth (see :func:`cap_depth`).
+
+    Each test using it runs twice: with shallow models by default, and at the released depth
+    in the ``full`` tier (``pytest --full -m full``), where ``shallow`` does nothing.
+    """
+
+    def apply(cls: type, param: str = "depth") -> None:
+        if request.param == "shallow":
+            cap_depth(monkeypatch, cls, param)
+
+    return apply
 
 
 def rel_error(ours: Any, ref: Any) -> float:
