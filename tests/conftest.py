@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -69,6 +72,20 @@ def _block_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         real_connect(self, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_embedder_cache() -> Iterator[None]:
+    """Models built through ``get_embedding`` (cached, up to four) do not outlive their test.
+
+    Otherwise a worker holds the last four models of the suite at once (gigabytes), and a
+    parity test's shallow model could be handed to its full-depth twin.
+    """
+    yield
+    api = sys.modules.get("eoembed.api")
+    if api is not None and api._EMBEDDER_CACHE:
+        api._EMBEDDER_CACHE.clear()
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import importlib
 import inspect
 import io
 import shutil
@@ -76,19 +77,61 @@ def cap_depth(
     monkeypatch.setattr(cls, "__init__", init)
 
 
+DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    # adapter module -> ("module:Class" that eoembed and the reference both build, its argument
+    # giving the number of blocks). Families left out are small enough at their own depth.
+    "clay": (("terratorch.models.backbones.clay_v1.modules:Transformer", "depth"),),
+    "olmoearth": (  # encoder and decoder
+        ("olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit:FlexiVitBase", "depth"),
+    ),
+    "prithvi": (("terratorch.models.backbones.prithvi_mae:PrithviViT", "depth"),),
+    "remoteclip": (("open_clip.transformer:Transformer", "layers"),),  # image and text towers
+    "satmae": (
+        ("rshf.satmae:SatMAEConfig", "depth"),
+        ("rshf.satmaepp:SatMAEPPConfig", "depth"),
+        ("rshf.satmae:SatMAE_Pre_MS", "depth"),  # a config dict
+    ),
+    "terramind": (("terratorch.models.backbones.terramind.model.terramind_vit:TerraMindViT",
+                   "encoder_depth"),),
+    "thor": (("eoembed.embedders._vendor.thor.thor_vit:ThorViTEncoder", "depth"),),
+    "torchgeo_backbones": (
+        ("timm.models.vision_transformer:VisionTransformer", "depth"),
+        ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
+    ),
+    "torchgeo_fms": (
+        ("torchgeo.models.dofa:DOFA", "depth"),
+        ("timm.models.vision_transformer:VisionTransformer", "depth"),  # Scale-MAE, Panopticon
+        ("torchgeo.models.croma:CROMA", "encoder_depth"),
+        ("torchgeo.models.copernicusfm:CopernicusFM", "depth"),
+    ),
+}
+
+
+def _family(model_id: str) -> str:
+    """The adapter module's name (``prithvi``, ``torchgeo_fms``...)."""
+    return embedder_class(model_id).__module__.rsplit(".", 1)[-1]
+
+
+def cap_model_depth(monkeypatch: pytest.MonkeyPatch, model_id: str) -> None:
+    """:func:`cap_depth` on every class of ``model_id``'s family in :data:`DEPTH_ARGUMENTS`."""
+    for target, param in DEPTH_ARGUMENTS.get(_family(model_id), ()):
+        module, name = target.split(":")
+        cap_depth(monkeypatch, getattr(importlib.import_module(module), name), param)
+
+
 @pytest.fixture(params=["shallow", pytest.param("full", marks=pytest.mark.full)])
-def shallow(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., None]:
-    """``shallow(cls, param="depth")``: cap ``cls``'s depth (see :func:`cap_depth`).
+def shallow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``shallow(model_id)``: build that model's family shallow (:func:`cap_model_depth`).
 
     Each test using it runs twice: with shallow models by default, and at the released depth
     in the ``full`` tier (``pytest --full -m full``), where ``shallow`` does nothing.
     """
 
-    def apply(cls: type, param: str = "depth") -> None:
+    def apply(model_id: str) -> None:
         if request.param == "shallow":
-            cap_depth(monkeypatch, cls, param)
+            cap_model_depth(monkeypatch, model_id)
+        elif _family(model_id) not in DEPTH_ARGUMENTS:
+            pytest.skip("built at the released depth in the default tier already")
 
     return apply
 
