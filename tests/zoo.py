@@ -47,7 +47,8 @@ def cap_depth(
 
     ``param`` names the constructor argument giving the number of blocks (an int, or a
     sequence of per-stage counts): passed by name, by position, through ``**kwargs``, left at
-    its default, or as a key of a config dict argument, it is capped all the same. eoembed's
+    its default, or as a key of a config dict argument, it is capped all the same. A ``param``
+    ending in ``indices`` holds block indices instead (capped at ``depth - 1``). eoembed's
     adapter and the reference both construct ``cls``, so both get the same shallow network
     through their real code (builders, checkpoint layout and conversion, strict loading,
     forward): only the number of identical blocks shrinks, and with it the time and memory.
@@ -55,10 +56,12 @@ def cap_depth(
     original = cls.__init__  # type: ignore[misc]
     signature = inspect.signature(original)
 
+    limit = depth - 1 if param.endswith("indices") else depth
+
     def capped(value: Any) -> Any:
         if isinstance(value, int):
-            return min(value, depth)
-        return type(value)(min(v, depth) for v in value)
+            return min(value, limit)
+        return type(value)(min(v, limit) for v in value)
 
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -80,7 +83,13 @@ def cap_depth(
 DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     # adapter module -> ("module:Class" that eoembed and the reference both build, its argument
     # giving the number of blocks). Families left out are small enough at their own depth.
-    "clay": (("terratorch.models.backbones.clay_v1.modules:Transformer", "depth"),),
+    "agrifm": (("eoembed.embedders._vendor.agrifm.video_swin_transformer:SwinTransformer3D",
+                "depths"),),
+    "clay": (
+        ("terratorch.models.backbones.clay_v1.modules:Transformer", "depth"),
+        ("terratorch.models.backbones.clay_v1.embedder:Embedder", "out_indices"),
+    ),
+    "galileo": (("eoembed.embedders._vendor.galileo.single_file_galileo:GalileoBase", "depth"),),
     "olmoearth": (  # encoder and decoder
         ("olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit:FlexiVitBase", "depth"),
     ),
@@ -91,11 +100,17 @@ DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("rshf.satmaepp:SatMAEPPConfig", "depth"),
         ("rshf.satmae:SatMAE_Pre_MS", "depth"),  # a config dict
     ),
+    "terrafm": (("eoembed.embedders._vendor.terrafm.terrafm:TerraFM", "depth"),),
     "terramind": (("terratorch.models.backbones.terramind.model.terramind_vit:TerraMindViT",
                    "encoder_depth"),),
     "thor": (("eoembed.embedders._vendor.thor.thor_vit:ThorViTEncoder", "depth"),),
     "torchgeo_backbones": (
         ("timm.models.vision_transformer:VisionTransformer", "depth"),
+        ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
+    ),
+    "wildsat": (
+        ("torchvision.models.vision_transformer:VisionTransformer", "num_layers"),
+        ("torchvision.models.resnet:ResNet", "layers"),
         ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
     ),
     "torchgeo_fms": (
