@@ -23,6 +23,7 @@ from eoembed.embedders import describe_model, get_embedder
 from eoembed.errors import CapabilityError, ModelArgumentError
 from zoo import (
     assert_parity,
+    cap_model_depth,
     checkpoint_bytes,
     offline_hub,  # noqa: F401
     publish,
@@ -92,9 +93,12 @@ def test_parity_with_open_clip(
             embedder.embed(pixels, OutputSpec.grid())
 
 
-def test_text_tower_never_needed_and_options(tmp_path: Path, sample_provider: Any) -> None:
+def test_text_tower_never_needed_and_options(
+    tmp_path: Path, sample_provider: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An image-tower-only file loads; quick_gelu=False is open_clip's plain config (GELU);
-    rgb_max is the stretch; normalize=False gives the raw encode_image."""
+    rgb_max is the stretch; normalize=False gives the raw encode_image. (Five builds: shallow.)"""
+    cap_model_depth(monkeypatch, "remoteclip-vit-b32")
     pixels = sample_pixels(sample_provider, RGB, 224, n=2)
     ref = _reference("ViT-B-32", seed=1, quick_gelu=False)
     state = {k: v for k, v in ref.state_dict().items() if k.startswith("visual.")}
