@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.abc
 import importlib.machinery
 import os
@@ -31,9 +32,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--run-network", action="store_true", default=False,
         help="run tests marked 'network' (they need real internet access)",
     )
+    parser.addoption(
+        "--full", action="store_true", default=False,
+        help="run tests marked 'full' (parity at the released model depth; CI's second step)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--full"):
+        # Deselected, not skipped: each parity test has a full twin, which would fill -ra.
+        full = [item for item in items if "full" in item.keywords]
+        if full:
+            config.hook.pytest_deselected(items=full)
+            items[:] = [item for item in items if "full" not in item.keywords]
     if config.getoption("--run-network"):
         return
     skip = pytest.mark.skip(reason="needs the network; run with --run-network")
@@ -162,6 +173,20 @@ def _torch_state_unchanged() -> Iterator[None]:
     _LAST_TEST_END[0] = _torch_state()
     if leak:
         pytest.fail(f"the test changed torch's process-wide settings:\n{leak}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_embedder_cache() -> Iterator[None]:
+    """Models built through ``get_embedding`` (cached, up to four) do not outlive their test.
+
+    Otherwise a worker holds the last four models of the suite at once (gigabytes), and a
+    parity test's shallow model could be handed to its full-depth twin.
+    """
+    yield
+    api = sys.modules.get("eoembed.api")
+    if api is not None and api._EMBEDDER_CACHE:
+        api._EMBEDDER_CACHE.clear()
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from eoembed.errors import (
     UnsafeWeightsError,
     WeightsNotFoundError,
 )
+from zoo import shallow  # noqa: F401
 
 WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
 POINT = PointBuffer(lon=-75.70, lat=37.70, buffer_m=1280)
@@ -35,13 +37,18 @@ def _args(model: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("model", list_models())
-def test_contract_dims_batch_and_georeferencing(model: str) -> None:
+def test_contract_dims_batch_and_georeferencing(
+    model: str, shallow: Callable[[str], None]  # noqa: F811
+) -> None:
     """Every model: declared dims and grid shape, batch == one at a time, finite and input-
     dependent output, pooled "mean" == grid mean (whatever the model's default pooling),
     and grids georeferenced onto the region's footprint through ``get_embedding``.
 
-    One build per model: ``get_embedding`` caches the embedder this test then reuses.
+    One build per model: ``get_embedding`` caches the embedder this test then reuses. The
+    large families are built shallow (two blocks) here, at their released depth in the
+    ``full`` tier.
     """
+    shallow(model)
     card = describe_model(model)
     has_grid = "grid" in card.outputs
     emb = get_embedding(

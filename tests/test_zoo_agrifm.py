@@ -12,6 +12,7 @@ served over loopback HTTP, so eoembed's URL download, cache and loader are exerc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from zoo import (
     checkpoint_bytes,
     publish_url,
     sample_pixels,
+    shallow,  # noqa: F401
     weights_server,  # noqa: F401
 )
 
@@ -60,10 +62,13 @@ def _publisher_state(encoder: Any) -> dict[str, Any]:
 
 def test_parity_with_original_agrifm(
     weights_server: WeightsServer, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     from eoembed.embedders._vendor.agrifm.video_swin_transformer import (
         PretrainingSwinTransformer3DEncoder,
     )
+
+    shallow(MODEL)
 
     # One series of three frames (three real 96 px patches of the sample scene, which has one
     # acquisition; resized to 224 px) and one single image. Each sample costs ~5 s of CPU per

@@ -11,7 +11,7 @@ import gc
 import math
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # Clay configs/metadata.yaml, sentinel-2-l2a: band_order, mean, std, wavelength.
@@ -98,8 +99,9 @@ def _normalised(pixels: np.ndarray) -> Any:
 
 def test_clay_matches_terratorch(
     offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow("clay-v1-base")
     embedder_mod = _embedder_module()
     torch.manual_seed(0)
     net = embedder_mod.Embedder(img_size=256, bands=CLAY_BANDS)

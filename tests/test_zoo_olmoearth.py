@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 SIZES = {
@@ -119,8 +121,9 @@ def _reference_run(encoder: Any, pixels: np.ndarray, date: dt.date, gsd: float) 
 @pytest.mark.parametrize("model_id", list(SIZES))
 def test_parity_with_olmoearth_pretrain_minimal(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     reference = _reference(SIZES[model_id], seed=0)
     payload = checkpoint_bytes(reference.state_dict())  # weights.pth: encoder/decoder/target
     config = json.dumps(_release_config(SIZES[model_id])).encode()

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,15 @@ with preserved_torch_state():  # TerraTorch sets the float32 matmul precision wh
 
 from eoembed import OutputSpec
 from eoembed.embedders import describe_model, get_embedder
-from zoo import CONTEXT, assert_parity, checkpoint_bytes, offline_hub, publish, sample_pixels  # noqa: F401
+from zoo import (
+    CONTEXT,
+    assert_parity,
+    checkpoint_bytes,
+    offline_hub,  # noqa: F401
+    publish,
+    sample_pixels,
+    shallow,  # noqa: F401
+)
 
 # Normalisation as published: Prithvi-EO-1.0-100M config and Prithvi-EO-2.0 config.json
 # (HLS reflectance x 10000), bands B02, B03, B04, B8A, B11, B12.
@@ -65,10 +74,11 @@ def _released_checkpoint(variant: str, layout: str) -> bytes:
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_prithvi_matches_terratorch(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
-    sample_provider: object, caplog: pytest.LogCaptureFixture,
+    sample_provider: object, caplog: pytest.LogCaptureFixture, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     from terratorch.models.backbones import prithvi_vit
 
+    shallow(model_id)
     variant, layout = MODELS[model_id]
     card = describe_model(model_id)
     tl = "time" in card.input.side_inputs
@@ -172,12 +182,13 @@ def test_date_is_year_and_one_based_day_of_year() -> None:
 
 def test_prithvi_time_series_matches_terratorch(
     offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
-    sample_provider: object,
+    sample_provider: object, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     """Three dated frames: TerraTorch built for num_frames=3 with per-frame (year, doy)."""
     from terratorch.models.backbones import prithvi_vit
 
     model_id, variant = "prithvi-eo-v2-100-tl", "prithvi_eo_v2_100_tl"
+    shallow(model_id)
     payload = _released_checkpoint(variant, "mae")
     frames = sample_pixels(sample_provider, BANDS, 224, n=6).reshape(2, 3, len(BANDS), 224, 224)
     dates = (dt.date(2015, 7, 1), dt.date(2015, 9, 15), dt.date(2016, 2, 28))

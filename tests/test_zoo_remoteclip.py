@@ -8,6 +8,7 @@ RemoteCLIP README), run through ``encode_image`` and, for the grid, open_clip's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from eoembed.embedders import describe_model, get_embedder
 from eoembed.errors import CapabilityError, ModelArgumentError
 from zoo import (
     assert_parity,
+    cap_model_depth,
     checkpoint_bytes,
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # OpenAI CLIP preprocessing constants (open_clip/constants.py OPENAI_DATASET_MEAN/STD).
@@ -61,7 +64,9 @@ def _ref_outputs(model: Any, pixels: np.ndarray, grid: bool) -> tuple[Any, Any]:
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_parity_with_open_clip(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     card = describe_model(model_id)
     has_grid = "grid" in card.outputs
     pixels = sample_pixels(sample_provider, RGB, 224, n=2)
@@ -88,9 +93,12 @@ def test_parity_with_open_clip(
             embedder.embed(pixels, OutputSpec.grid())
 
 
-def test_text_tower_never_needed_and_options(tmp_path: Path, sample_provider: Any) -> None:
+def test_text_tower_never_needed_and_options(
+    tmp_path: Path, sample_provider: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An image-tower-only file loads; quick_gelu=False is open_clip's plain config (GELU);
-    rgb_max is the stretch; normalize=False gives the raw encode_image."""
+    rgb_max is the stretch; normalize=False gives the raw encode_image. (Five builds: shallow.)"""
+    cap_model_depth(monkeypatch, "remoteclip-vit-b32")
     pixels = sample_pixels(sample_provider, RGB, 224, n=2)
     ref = _reference("ViT-B-32", seed=1, quick_gelu=False)
     state = {k: v for k, v in ref.state_dict().items() if k.startswith("visual.")}

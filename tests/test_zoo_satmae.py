@@ -13,6 +13,7 @@ from rshf).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ pytest.importorskip("rshf.satmae")
 from eoembed import OutputSpec
 from eoembed.embedders import describe_model, get_embedder
 from eoembed.errors import ModelArgumentError
-from zoo import assert_parity, checkpoint_bytes, offline_hub, publish, sample_pixels  # noqa: F401
+from zoo import (
+    assert_parity,
+    checkpoint_bytes,
+    offline_hub,  # noqa: F401
+    publish,
+    sample_pixels,
+    shallow,  # noqa: F401
+)
 
 # fMoW-RGB mean/std (sustainlab-group/SatMAE and techmn/satmae_pp util/datasets.py,
 # CustomDatasetFromImages).
@@ -112,7 +120,9 @@ def test_parity_with_rshf(
     monkeypatch: pytest.MonkeyPatch,
     sample_provider: Any,
     tmp_path: Path,
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     card = describe_model(model_id)
     size = card.input.image_size
     assert size is not None

@@ -14,6 +14,7 @@ downloads, filters with ``checkpoint_filter_fn`` and loads strictly) on standard
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from zoo import (
     offline_hub,  # noqa: F401
     publish,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 # TerraTorch 1.2.11 terramind_register.py: v1_pretraining_mean / v1_pretraining_std.
@@ -109,9 +111,11 @@ def _standardise(pixels: np.ndarray, modality: str) -> Any:
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_parity_with_terratorch(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     from terratorch.registry import BACKBONE_REGISTRY
 
+    shallow(model_id)
     size, modality = MODELS[model_id]
     card = describe_model(model_id)
     pixels = sample_pixels(sample_provider, card.input.band_names, 224, n=2)

@@ -8,6 +8,7 @@ redirected to the published file, run the way TorchGeo users extract features.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import pytest
 
 from eoembed import OutputSpec
 from eoembed.embedders import describe_model, get_embedder
-from zoo import assert_parity, checkpoint_bytes, offline_hub, publish, sample_pixels  # noqa: F401
+from zoo import (
+    assert_parity,
+    checkpoint_bytes,
+    offline_hub,  # noqa: F401
+    publish,
+    sample_pixels,
+    shallow,  # noqa: F401
+)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchgeo")
@@ -177,7 +185,9 @@ def test_parity_with_torchgeo(
     offline_hub: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     sample_provider: Any,
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     _run_parity(model_id, offline_hub, monkeypatch, sample_provider)
 
 
@@ -187,8 +197,10 @@ def test_parity_with_torchgeo_big(
     offline_hub: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     sample_provider: Any,
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     """Separate so it can be deselected (``-k "not big"``) or run under the big-model lock."""
+    shallow(model_id)
     _run_parity(model_id, offline_hub, monkeypatch, sample_provider)
 
 

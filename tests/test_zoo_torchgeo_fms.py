@@ -33,6 +33,7 @@ from zoo import (
     publish,
     rel_error,
     sample_pixels,
+    shallow,  # noqa: F401
 )
 
 IDS = [
@@ -200,8 +201,9 @@ def _changed(embedder: Any, pixels: np.ndarray, base: np.ndarray, **ctx_changes:
 @pytest.mark.parametrize("model_id", IDS)
 def test_parity_with_torchgeo(
     model_id: str, offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     torch.manual_seed(0)
     state, normalise, reference = REFERENCES[model_id]()
     source = publish(offline_hub, monkeypatch, model_id, checkpoint_bytes(state))

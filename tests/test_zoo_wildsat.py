@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import io
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from zoo import (
     publish_url,
     rel_error,
     sample_pixels,
+    shallow,  # noqa: F401
     weights_server,  # noqa: F401
 )
 
@@ -121,7 +123,9 @@ def _reference(model: Any, node: str, head: str, x: Any, vit: bool) -> tuple[Any
 def test_parity_with_torchvision_through_the_url_loader(
     model_id: str, weights_server: WeightsServer,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch, sample_provider: Any,
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
+    shallow(model_id)
     arch, encoder, node, head = CASES[model_id]
     card = describe_model(model_id)
     size = card.input.image_size

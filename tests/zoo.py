@@ -11,10 +11,12 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import importlib
+import inspect
 import io
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,121 @@ PARITY_RTOL = 1e-5
 
 CONTEXT = SampleContext(lon=-75.70, lat=37.70, date=dt.date(2015, 12, 16), gsd_m=10.0)
 """Side inputs for parity tests: the sample point, the middle of its window."""
+
+
+SHALLOW_DEPTH = 2
+"""Blocks per stack in the default (shallow) tier of the parity tests."""
+
+
+def cap_depth(
+    monkeypatch: pytest.MonkeyPatch, cls: type, param: str = "depth", depth: int = SHALLOW_DEPTH
+) -> None:
+    """Build every ``cls`` with at most ``depth`` blocks while the test runs.
+
+    ``param`` names the constructor argument giving the number of blocks (an int, or a
+    sequence of per-stage counts): passed by name, by position, through ``**kwargs``, left at
+    its default, or as a key of a config dict argument, it is capped all the same. A ``param``
+    ending in ``indices`` holds block indices instead (capped at ``depth - 1``). eoembed's
+    adapter and the reference both construct ``cls``, so both get the same shallow network
+    through their real code (builders, checkpoint layout and conversion, strict loading,
+    forward): only the number of identical blocks shrinks, and with it the time and memory.
+    """
+    original = cls.__init__  # type: ignore[misc]
+    signature = inspect.signature(original)
+
+    limit = depth - 1 if param.endswith("indices") else depth
+
+    def capped(value: Any) -> Any:
+        if isinstance(value, int):
+            return min(value, limit)
+        return type(value)(min(v, limit) for v in value)
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        if param in arguments:
+            arguments[param] = capped(arguments[param])
+        else:
+            configs = [k for k, v in arguments.items() if isinstance(v, dict) and param in v]
+            assert configs, f"{cls.__name__} was built without a {param!r} argument"
+            for key in configs:  # **kwargs, or a config dict (copied: it may be shared)
+                arguments[key] = {**arguments[key], param: capped(arguments[key][param])}
+        original(*bound.args, **bound.kwargs)
+
+    monkeypatch.setattr(cls, "__init__", init)
+
+
+DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    # adapter module -> ("module:Class" that eoembed and the reference both build, its argument
+    # giving the number of blocks). Families left out are small enough at their own depth.
+    "agrifm": (("eoembed.embedders._vendor.agrifm.video_swin_transformer:SwinTransformer3D",
+                "depths"),),
+    "clay": (
+        ("terratorch.models.backbones.clay_v1.modules:Transformer", "depth"),
+        ("terratorch.models.backbones.clay_v1.embedder:Embedder", "out_indices"),
+    ),
+    "galileo": (("eoembed.embedders._vendor.galileo.single_file_galileo:GalileoBase", "depth"),),
+    "olmoearth": (  # encoder and decoder
+        ("olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit:FlexiVitBase", "depth"),
+    ),
+    "prithvi": (("terratorch.models.backbones.prithvi_mae:PrithviViT", "depth"),),
+    "remoteclip": (("open_clip.transformer:Transformer", "layers"),),  # image and text towers
+    "satmae": (
+        ("rshf.satmae:SatMAEConfig", "depth"),
+        ("rshf.satmaepp:SatMAEPPConfig", "depth"),
+        ("rshf.satmae:SatMAE_Pre_MS", "depth"),  # a config dict
+    ),
+    "terrafm": (("eoembed.embedders._vendor.terrafm.terrafm:TerraFM", "depth"),),
+    "terramind": (("terratorch.models.backbones.terramind.model.terramind_vit:TerraMindViT",
+                   "encoder_depth"),),
+    "thor": (("eoembed.embedders._vendor.thor.thor_vit:ThorViTEncoder", "depth"),),
+    "torchgeo_backbones": (
+        ("timm.models.vision_transformer:VisionTransformer", "depth"),
+        ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
+    ),
+    "wildsat": (
+        ("torchvision.models.vision_transformer:VisionTransformer", "num_layers"),
+        ("torchvision.models.resnet:ResNet", "layers"),
+        ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
+    ),
+    "torchgeo_fms": (
+        ("torchgeo.models.dofa:DOFA", "depth"),
+        ("timm.models.vision_transformer:VisionTransformer", "depth"),  # Scale-MAE, Panopticon
+        ("torchgeo.models.croma:CROMA", "encoder_depth"),
+        ("torchgeo.models.copernicusfm:CopernicusFM", "depth"),
+    ),
+}
+
+
+def _family(model_id: str) -> str:
+    """The adapter module's name (``prithvi``, ``torchgeo_fms``...)."""
+    return embedder_class(model_id).__module__.rsplit(".", 1)[-1]
+
+
+def cap_model_depth(monkeypatch: pytest.MonkeyPatch, model_id: str) -> None:
+    """:func:`cap_depth` on every class of ``model_id``'s family in :data:`DEPTH_ARGUMENTS`."""
+    for target, param in DEPTH_ARGUMENTS.get(_family(model_id), ()):
+        module, name = target.split(":")
+        cap_depth(monkeypatch, getattr(importlib.import_module(module), name), param)
+
+
+@pytest.fixture(params=["shallow", pytest.param("full", marks=pytest.mark.full)])
+def shallow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``shallow(model_id)``: build that model's family shallow (:func:`cap_model_depth`).
+
+    Each test using it runs twice: with shallow models by default, and at the released depth
+    in the ``full`` tier (``pytest --full -m full``), where ``shallow`` does nothing.
+    """
+
+    def apply(model_id: str) -> None:
+        if request.param == "shallow":
+            cap_model_depth(monkeypatch, model_id)
+        elif _family(model_id) not in DEPTH_ARGUMENTS:
+            pytest.skip("built at the released depth in the default tier already")
+
+    return apply
 
 
 def rel_error(ours: Any, ref: Any) -> float:
