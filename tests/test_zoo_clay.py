@@ -67,10 +67,9 @@ TIMED = dataclasses.replace(CONTEXT, date=ACQUIRED)
 @pytest.fixture(autouse=True)
 def _process_state() -> Iterator[None]:
     """TerraTorch's ``clay_v15.model`` import changes torch's matmul precision and an env var."""
-    precision = torch.get_float32_matmul_precision()
     cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
-    yield
-    torch.set_float32_matmul_precision(precision)
+    with preserved_torch_state():
+        yield
     if cudnn_env is None:
         os.environ.pop("TORCH_CUDNN_V8_API_DISABLED", None)
     else:
