@@ -21,7 +21,7 @@ from eoembed._version import __version__
 from eoembed.embedders.context import SampleContext
 from eoembed.embedders.registry import describe_model, embedder_class, list_models
 from eoembed.embedding import Embedding
-from eoembed.errors import CapabilityError
+from eoembed.errors import CapabilityError, SpecError
 from eoembed.grid import Grid
 from eoembed.providers.base import check_served
 from eoembed.providers.registry import get_provider
@@ -81,6 +81,21 @@ def check_types(temporal: Any, output: Any, sensor: Any) -> None:
         raise SpecError("output", output, allowed="OutputSpec.pooled() or OutputSpec.grid()")
     if sensor is not None and not isinstance(sensor, SensorSpec):
         raise SpecError("sensor", sensor, allowed="a SensorSpec or None (the model's default)")
+
+
+def check_grids(regions: Sequence[SpatialSpec], sensor: SensorSpec) -> None:
+    """Make each region's grid now, before a model is built or a pixel is read.
+
+    A region past the pixel budget, or with no finite extent in its grid CRS, fails here; with
+    several regions the message names its index.
+    """
+    from eoembed.regions import located_error
+
+    for index, region in enumerate(regions):
+        try:
+            region.grid(sensor.scale_m)
+        except SpecError as exc:
+            raise (located_error(f"regions[{index}]", exc) if len(regions) > 1 else exc) from None
 
 
 def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
@@ -254,6 +269,7 @@ def get_embeddings_batch(
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     frames = check_model_frames(card, frames, source, temporal)
+    check_grids(regions, sensor)
     embedder = cached_embedder(model, device, batch_size, model_args)
     t_built = time.perf_counter()
 
@@ -388,6 +404,7 @@ def inspect_input(
     source = get_provider(provider)
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
+    check_grids([region], sensor)
     patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
     norm = card.input.normalisation
     patch.attrs.update(

@@ -13,10 +13,13 @@ from typing import Any
 __all__ = [
     "CapabilityError",
     "ChecksumError",
+    "CorruptFileError",
     "DependencyNotFoundError",
     "EoembedError",
     "ExportConflictError",
     "ModelArgumentError",
+    "OutputPathError",
+    "RegionTooLargeError",
     "NoDataError",
     "ProviderError",
     "ProviderUnavailableError",
@@ -63,6 +66,14 @@ class SpecError(EoembedError, ValueError):
         self.allowed = allowed
         detail = f": {reason}" if reason else ""
         super().__init__(f"invalid {field}={value!r}{detail}{_allowed_text(allowed)}")
+
+
+class RegionTooLargeError(SpecError):
+    """A region whose pixel grid exceeds the pixel budget; raised before any pixel is read.
+
+    Reading it would allocate ``bands x pixels`` floats at once (a 10 x 10 degree box at 10 m
+    is 12 billion pixels), so eoembed refuses it up front and says how to proceed.
+    """
 
 
 class UnknownProviderError(EoembedError, ValueError):
@@ -133,6 +144,17 @@ class DependencyNotFoundError(EoembedError, ImportError):
 
 class WeightsNotFoundError(EoembedError, FileNotFoundError):
     """Pretrained weights are neither cached nor downloadable; the message says how to get them."""
+
+
+class CorruptFileError(EoembedError, ValueError):
+    """A file eoembed reads (weights, a head, a job file) is empty, truncated or not its format."""
+
+
+class OutputPathError(EoembedError, OSError):
+    """An output path eoembed cannot write: empty, under a file, in a missing or read-only folder.
+
+    Checked before any work, so a long run never fails at its last step.
+    """
 
 
 class ChecksumError(EoembedError, OSError):

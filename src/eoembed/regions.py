@@ -80,7 +80,8 @@ def located_error(where: str, error: SpecError) -> SpecError:
     message = str(error)
     detail = message[len(bare):len(message) - len(allowed)] if message.startswith(bare) else ""
     reason = detail.removeprefix(": ") or None
-    return SpecError(f"{where}: {error.field}", error.value, error.allowed, reason=reason)
+    # type(error): a subclass (RegionTooLargeError) stays catchable as itself.
+    return type(error)(f"{where}: {error.field}", error.value, error.allowed, reason=reason)
 
 
 def _fail(
