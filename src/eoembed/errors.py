@@ -17,6 +17,7 @@ __all__ = [
     "DependencyNotFoundError",
     "EoembedError",
     "ExportConflictError",
+    "HeadNotFoundError",
     "ModelArgumentError",
     "OutputPathError",
     "RegionTooLargeError",
@@ -155,6 +156,10 @@ class OutputPathError(EoembedError, OSError):
 
     Checked before any work, so a long run never fails at its last step.
     """
+
+
+class HeadNotFoundError(EoembedError, FileNotFoundError):
+    """A folder that holds no eoembed head (its ``config.json`` or weights file is missing)."""
 
 
 class ChecksumError(EoembedError, OSError):

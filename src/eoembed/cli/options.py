@@ -61,6 +61,7 @@ __all__ = [
     "StartOpt",
     "YearOpt",
     "check_out_path",
+    "output_path",
     "parse_bbox",
     "parse_model_args",
     "parse_model_args_by_model",
@@ -73,6 +74,17 @@ POOLED_SUFFIXES = (".npy", ".npz", ".json")
 """Files ``--out`` writes for pooled output."""
 GRID_SUFFIXES = (".npy", ".npz", ".nc", ".tif", ".tiff")
 """Files ``--out`` writes for grid output (.nc and .tif keep the CRS and transform)."""
+
+def output_path(text: str) -> Path:
+    """Parse an output option: an empty value is refused (``Path("")`` is the current folder).
+
+    Raises:
+        typer.BadParameter: the value is empty or blank.
+    """
+    if not text.strip():
+        raise typer.BadParameter("an empty path; name a file or folder")
+    return Path(text)
+
 
 # -- model ----------------------------------------------------------------------------------
 
@@ -173,7 +185,7 @@ PoolingOpt = Annotated[
 OutOpt = Annotated[
     Path | None,
     typer.Option(
-        "--out", dir_okay=False, rich_help_panel=_OUTPUT,
+        "--out", parser=output_path, rich_help_panel=_OUTPUT,
         help="Save the embedding: .npy; .npz (data and meta as JSON); .json (pooled: vector "
         "and meta); .nc or .tif (grid, with CRS and transform).",
     ),
@@ -181,7 +193,7 @@ OutOpt = Annotated[
 PngOpt = Annotated[
     Path | None,
     typer.Option(
-        dir_okay=False, rich_help_panel=_OUTPUT,
+        parser=output_path, rich_help_panel=_OUTPUT,
         help="Write the input RGB beside a PCA picture of the grid embedding. The model then "
         "runs once, in grid mode, and the printed (and pooled --out) vector is that grid "
         "pooled with --pooling, which equals the model's pooled output.",
@@ -265,7 +277,7 @@ QuantizeOpt = Annotated[
 ]
 JobOutOpt = Annotated[
     Path | None,
-    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="The export folder (files per model, manifest, job description)."),
 ]
 BatchSizeOpt = Annotated[
@@ -467,7 +479,7 @@ SeedOpt = Annotated[
 ]
 HeadOutOpt = Annotated[
     Path | None,
-    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="The folder to write: the head (config.json, weights), metrics.json and "
                  "pictures."),
 ]
@@ -487,7 +499,7 @@ PredictEmbeddingsOpt = Annotated[
 ]
 PredictOutOpt = Annotated[
     Path,
-    typer.Option("--out", rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="map.tif (one GeoTIFF: a mosaic, or pooled footprints), a folder (one "
                  "GeoTIFF per region), or .parquet/.geojson/.gpkg (pooled predictions)."),
 ]
@@ -499,7 +511,7 @@ ResolutionOpt = Annotated[
 ]
 MapPngOpt = Annotated[
     Path | None,
-    typer.Option("--png", dir_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--png", parser=output_path, rich_help_panel=_OUTPUT,
                  help="Also draw the predicted map as a PNG (needs matplotlib)."),
 ]
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from eoembed._version import __version__
 from eoembed.errors import CapabilityError, ExportConflictError, SpecError
+from eoembed.paths import check_output_dir
 from eoembed.pipeline.engine import EngineSettings, RunCounts, run_plan
 from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, read_manifest
 from eoembed.pipeline.plan import Job, ModelPlan, model_request, plan_fetches
@@ -235,6 +236,7 @@ def export_batch(
     from eoembed.api import (
         cached_embedder,
         check_contract,
+        check_grids,
         check_model_frames,
         check_types,
         default_sensor,
@@ -276,8 +278,11 @@ def export_batch(
     for model_id in model_ids:
         frames = check_model_frames(cards[model_id], frames, source, temporal)
     regions = [as_spatial(s) for s in spatials]
-
-    out = Path(out)
+    if not regions:
+        raise SpecError("regions", [], allowed="at least one region")
+    for scale_sensor in {s.scale_m: s for s in chosen.values()}.values():
+        check_grids(regions, scale_sensor)  # before anything is written (pixel budget)
+    out = check_output_dir(out, "export folder")
     job = _read_job(out)
     if overwrite:
         _clear(out, job)

@@ -310,7 +310,14 @@ class GeometrySpec(SpatialSpec):
         if isinstance(obj, GeoInterface):
             obj = obj.__geo_interface__
         if isinstance(obj, str):
-            obj = json.loads(obj)
+            try:
+                obj = json.loads(obj)
+            except json.JSONDecodeError as exc:
+                raise SpecError(
+                    "geometry", obj[:80], reason=f"not GeoJSON text ({exc})",
+                    allowed="a spec (BBox, PointBuffer, GeometrySpec), a (minlon, minlat, "
+                    "maxlon, maxlat) tuple, a shapely geometry or a GeoJSON dict or text",
+                ) from None
         if not isinstance(obj, Mapping):
             raise SpecError(
                 "geometry", type(obj).__name__,
