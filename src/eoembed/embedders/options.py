@@ -7,6 +7,7 @@ errors that list what the model takes, and the parsed options are recorded in th
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -56,6 +57,10 @@ class EmbedderOptions:
             if not _matches(value, hints[name]):
                 raise ModelArgumentError(
                     f"model {model_id!r} argument {name}={value!r} must be {hints[name]}"
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ModelArgumentError(
+                    f"model {model_id!r} argument {name}={value!r} must be a finite number"
                 )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
         options = cls(**values)

@@ -251,8 +251,8 @@ def _lonlat_footprint(geom: BaseGeometry, crs: str) -> BaseGeometry:
     if _crs("crs", crs).is_geographic and dateline.crosses_antimeridian(geom):
         geom = dateline.unwrap(geom)
     lonlat = reproject_geometry(geom, crs, "OGC:CRS84")
-    if dateline.crosses_antimeridian(lonlat):
-        return dateline.split(dateline.unwrap(lonlat))
+    if dateline.crosses_antimeridian(lonlat):  # also a ring round a pole (UPS squares)
+        return dateline.split(lonlat)
     return lonlat
 
 
