@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,19 @@ def check_grids(regions: Sequence[SpatialSpec], sensor: SensorSpec) -> None:
             region.grid(sensor.scale_m)
         except SpecError as exc:
             raise (located_error(f"regions[{index}]", exc) if len(regions) > 1 else exc) from None
+
+
+def check_models(model_args: Mapping[str, Mapping[str, Any]], device: str) -> None:
+    """Parse each model's arguments and the device now, before a file is written.
+
+    Building a model comes later (and loads weights); its arguments and the device are known
+    up front, so a wrong one (``num_features=10**9``, ``cuda:7``) leaves nothing behind.
+    """
+    from eoembed.embedders.base import resolve_device
+
+    for model, args in model_args.items():
+        embedder_class(model).Options.parse(model, dict(args))
+    resolve_device(device)
 
 
 def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:

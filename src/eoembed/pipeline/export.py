@@ -238,6 +238,7 @@ def export_batch(
         check_contract,
         check_grids,
         check_model_frames,
+        check_models,
         check_types,
         default_sensor,
     )
@@ -282,6 +283,7 @@ def export_batch(
         raise SpecError("regions", [], allowed="at least one region")
     for scale_sensor in {s.scale_m: s for s in chosen.values()}.values():
         check_grids(regions, scale_sensor)  # before anything is written (pixel budget)
+    check_models({m: model_args.get(m, {}) for m in model_ids}, device)
     out = check_output_dir(out, "export folder")
     job = _read_job(out)
     if overwrite:
