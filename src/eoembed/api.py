@@ -272,6 +272,9 @@ def get_embeddings_batch(
     t0 = time.perf_counter()
     output = output or OutputSpec.pooled()
     check_types(temporal, output, sensor)
+    for name, count in (("batch_size", batch_size), ("fetch_workers", fetch_workers)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SpecError(name, count, allowed="a whole number >= 1")
     regions = [as_spatial(s) for s in spatials]
     card = describe_model(model)
     if output.mode not in card.outputs:

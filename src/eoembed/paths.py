@@ -16,6 +16,8 @@ __all__ = ["check_output_dir", "check_output_file"]
 
 
 def _text(path: str | os.PathLike[str]) -> str:
+    if not isinstance(path, str | os.PathLike):
+        raise OutputPathError(f"an output path must be a str or Path, not {type(path).__name__}")
     text = os.fspath(path)
     if not text.strip():
         raise OutputPathError(

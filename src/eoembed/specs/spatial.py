@@ -275,13 +275,14 @@ class GeometrySpec(SpatialSpec):
     crs: str = "EPSG:4326"
 
     def __post_init__(self) -> None:
+        from shapely.errors import ShapelyError
         from shapely.geometry import mapping, shape
         from shapely.validation import explain_validity
 
         object.__setattr__(self, "crs", _canonical_crs("GeometrySpec.crs", self.crs))
         try:
             geom = shape(json.loads(self.geojson))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ShapelyError) as exc:
             raise SpecError(
                 "GeometrySpec.geojson", self.geojson[:80], allowed="a GeoJSON geometry",
                 reason=str(exc),
