@@ -154,7 +154,8 @@ class BBox(SpatialSpec):
     """An axis-aligned box ``(minlon, minlat, maxlon, maxlat)`` in ``crs``.
 
     With a projected ``crs`` the four numbers are that CRS's x/y (the names keep rs-embed's
-    signature). Boxes that cross the antimeridian must be split in two.
+    signature). A box across the antimeridian is two boxes, or one :class:`GeometrySpec`
+    (polygons may cross 180).
     """
 
     minlon: float
@@ -173,7 +174,8 @@ class BBox(SpatialSpec):
         if self.minlon >= self.maxlon:
             raise SpecError(
                 "BBox.maxlon", self.maxlon, allowed=f"a value > minlon={self.minlon}",
-                reason="empty or reversed box (split boxes that cross the antimeridian)",
+                reason="empty or reversed box (a box across the antimeridian is two boxes, or "
+                "one GeometrySpec polygon, which may cross 180)",
             )
         if self.minlat >= self.maxlat:
             raise SpecError(
