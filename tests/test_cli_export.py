@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from eoembed import BBox, GeometrySpec, OutputSpec, PointBuffer, TemporalSpec
 from eoembed.cli.main import app
-from eoembed.errors import SpecError
+from eoembed.errors import IncompleteExportWarning, SpecError
 
 pytest.importorskip("pydantic")
 pytest.importorskip("yaml")
@@ -353,7 +353,8 @@ quiet: true
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert (summary["reused"], summary["failed"], summary["fetches"]) == (3, 1, 1)
     assert "1 region x model pair(s) failed" in second.stderr
-    assert len(load_export(out)) == 3
+    with pytest.warns(IncompleteExportWarning, match="1 result.*failed"):
+        assert len(load_export(out)) == 3
 
 
 @needs_engine
@@ -362,3 +363,27 @@ def test_engine_errors_are_one_line(tmp_path: Path) -> None:
                     "320", *WINDOW, "--out", str(tmp_path / "o"))
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().startswith("error: unknown model 'nope'")
+
+
+@needs_engine
+def test_rerunning_another_buffer_or_window_into_one_folder_is_one_error_line(
+    tmp_path: Path,
+) -> None:
+    from eoembed import load_export
+
+    points = write(tmp_path / "points.csv", POINTS)
+    out = tmp_path / "out"
+
+    def export(buffer_m: str, *window: str) -> Result:
+        return invoke("export", "-m", "mosaiks", "--regions", str(points), "--buffer-m",
+                      buffer_m, *window, "--provider", "sample", "--out", str(out), "--quiet")
+
+    assert export("320", *WINDOW).exit_code == 0
+    for args, changed in ((("640", *WINDOW), "buffer_m"),
+                          (("320", "--start", "2015-06-01", "--end", "2016-06-11"),
+                           "temporal.start")):
+        result = export(*args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error:") and changed in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert len(load_export(out)) == 3

@@ -47,6 +47,7 @@ from eoembed.errors import (
 )
 from eoembed.grid import Grid
 from eoembed.providers import get_provider
+from eoembed.providers.radiometry import HARMONISED_DN
 from eoembed.providers.sample import SampleProvider
 
 ee = pytest.importorskip("ee")
@@ -309,6 +310,29 @@ def test_collections_are_declared_before_any_request() -> None:
     assert EARTH_ENGINE_COLLECTIONS["sentinel-2-l2a"].band_ids["B8A"] == "B8A"
     assert EARTH_ENGINE_COLLECTIONS["sentinel-2-l2a"].band_ids["B01"] == "B1"
     assert EARTH_ENGINE_COLLECTIONS["landsat-c2-l2"].band_ids["red"] == "SR_B4"
+
+
+def test_sentinel2_is_read_harmonised_and_says_so(server: FakeEarthEngine) -> None:
+    """Earth Engine's harmonized collections are the unit every provider serves Sentinel-2 in.
+
+    They shift baseline >= 04.00 scenes back by 1000 DN server-side, so eoembed applies
+    nothing itself, and records that it relied on them.
+    """
+    source = provider(server)
+    for collection, ee_id in (("sentinel-2-l1c", "COPERNICUS/S2_HARMONIZED"),
+                              ("sentinel-2-l2a", "COPERNICUS/S2_SR_HARMONIZED")):
+        assert source.collections()[collection].unit == HARMONISED_DN
+        patch = source.fetch(POINT, WINDOW, SensorSpec(collection, ("B04", "B08")))
+        expression = server.paths("image:computePixels")[-1].body["expression"]
+        assert [a["id"] for a in _calls(expression, "ImageCollection.load")] == [ee_id]
+        assert patch.attrs["unit"] == HARMONISED_DN
+        assert [r["scene_id"] for r in patch.attrs["radiometry"]] == SCENES["ids"]
+        for record in patch.attrs["radiometry"]:
+            assert (record["scale"], record["offset"]) == (1.0, 0.0)
+            assert record["bands"] == ["B04", "B08"]
+            assert f"Earth Engine {ee_id}: harmonised server-side" in record["reason"]
+    landsat = source.fetch(POINT, WINDOW, SensorSpec("landsat-c2-l2", ("red",), 30.0))
+    assert landsat.attrs["unit"] == "" and "harmonised" not in str(landsat.attrs["radiometry"])
 
 
 def test_unservable_requests_fail_before_any_request(server: FakeEarthEngine) -> None:

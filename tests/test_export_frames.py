@@ -308,7 +308,7 @@ def test_resume_reuses_only_results_of_the_same_frames(tmp_path, collection) -> 
 
     # Another frames value, or none (one composite), is a different request: never reused.
     for other in (2, None):
-        with pytest.raises(ExportConflictError, match=r"changed: test-series-cnn: frames"):
+        with pytest.raises(ExportConflictError, match=r"changed: frames"):
             run(REGIONS, out, provider, frames=other)
     redo = run(REGIONS, out, provider, frames=2, overwrite=True)
     assert (redo.ok, redo.reused) == (3, 0)

@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,16 @@ def _normalize(s_t_x: np.ndarray) -> np.ndarray:
     return (s_t_x - shift) / div
 
 
-def _construct_s2_input(s2: np.ndarray, months: list[int]) -> list[Any]:
-    """One instance packed as ``construct_galileo_input(s2=[H, W, T, 10], months=...)``."""
+def _to_cartesian(lat: float, lon: float) -> np.ndarray:
+    """``src/data/dataset.py`` ``to_cartesian`` (float inputs)."""
+    lat, lon = lat * math.pi / 180, lon * math.pi / 180
+    return np.array([math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)])
+
+
+def _construct_s2_input(s2: np.ndarray, months: list[int],
+                        latlon: tuple[float, float] | None = None) -> list[Any]:
+    """One instance as ``construct_galileo_input(s2=[H, W, T, 10], latlon=..., months=...)``:
+    the location group visible and cartesian when given (its normaliser is shift 0, div 1)."""
     h, w, t, _ = s2.shape
     s_t_x = np.zeros((h, w, t, len(sfg.SPACE_TIME_BANDS)))
     s_t_m = np.ones((h, w, t, len(sfg.SPACE_TIME_BANDS_GROUPS_IDX)))
@@ -78,22 +87,33 @@ def _construct_s2_input(s2: np.ndarray, months: list[int]) -> list[Any]:
     groups = [i for i, k in enumerate(sfg.SPACE_TIME_BANDS_GROUPS_IDX) if "S2" in k]
     s_t_x[..., idx] = s2
     s_t_m[..., groups] = 0
+    st_x = np.zeros(len(sfg.STATIC_BANDS))
+    st_m = np.ones(len(sfg.STATIC_BAND_GROUPS_IDX))
+    if latlon is not None:
+        st_x[[sfg.STATIC_BANDS.index(b) for b in sfg.LOCATION_BANDS]] = _to_cartesian(*latlon)
+        st_m[[i for i, k in enumerate(sfg.STATIC_BAND_GROUPS_IDX) if "location" in k]] = 0
     return [
         _normalize(s_t_x),
         np.zeros((h, w, len(sfg.SPACE_BANDS))),
         np.zeros((t, len(sfg.TIME_BANDS))),
-        np.zeros(len(sfg.STATIC_BANDS)),
+        st_x,
         s_t_m,
         np.ones((h, w, len(sfg.SPACE_BAND_GROUPS_IDX))),
         np.ones((t, len(sfg.TIME_BAND_GROUPS_IDX))),
-        np.ones(len(sfg.STATIC_BAND_GROUPS_IDX)),
+        st_m,
         np.array(months),
     ]
 
 
-def _reference_run(encoder: Any, frames: np.ndarray, months: list[list[int]]) -> tuple[Any, Any]:
+PLACE = (CONTEXT.lat, CONTEXT.lon)
+
+
+def _reference_run(encoder: Any, frames: np.ndarray, months: list[list[int]],
+                   latlons: list[tuple[float, float] | None] | None = None) -> tuple[Any, Any]:
     """(grid, pooled) of ``(N, T, 10, H, W)`` DN frames, the upstream way."""
-    items = [_construct_s2_input(f.transpose(2, 3, 0, 1), m) for f, m in zip(frames, months, strict=True)]
+    places = latlons or [None] * len(frames)
+    items = [_construct_s2_input(f.transpose(2, 3, 0, 1), m, ll)
+             for f, m, ll in zip(frames, months, places, strict=True)]
     batch = [torch.from_numpy(np.stack(parts)) for parts in zip(*items, strict=True)]
     x, m = [b.float() for b in batch[:8]], batch[8].long()
     with torch.no_grad():
@@ -135,7 +155,8 @@ def test_parity_with_the_original_encoder(
     pooled = embedder.embed(pixels, OutputSpec.pooled(), ctx)
     assert CONTEXT.date is not None
     december = CONTEXT.date.month - 1
-    ref_grid, ref_pooled = _reference_run(reference, pixels[:, None], [[december]] * 2)
+    ref_grid, ref_pooled = _reference_run(reference, pixels[:, None], [[december]] * 2,
+                                          [PLACE] * 2)
     assert grid.shape == (2, card.embedding_dim, SIZE_PX // PATCH, SIZE_PX // PATCH)
     assert_parity(grid, ref_grid)
     assert_parity(pooled, ref_pooled)
@@ -147,9 +168,18 @@ def test_parity_with_the_original_encoder(
     june = dataclasses.replace(CONTEXT, date=dt.date(2015, 6, 16))
     other = embedder.embed(pixels, OutputSpec.pooled(), [june, CONTEXT])
     assert not np.allclose(other[0], pooled[0], rtol=1e-4, atol=1e-5)
-    assert_parity(other, _reference_run(reference, pixels[:, None], [[5], [december]])[1])
+    assert_parity(other, _reference_run(reference, pixels[:, None], [[5], [december]],
+                                        [PLACE] * 2)[1])
     bare = embedder.embed(pixels, OutputSpec.grid())
     assert_parity(bare, _reference_run(reference, pixels[:, None], [[DEFAULT_MONTH]] * 2)[0])
+    # The location is wired: known (sample 0, elsewhere) visible as upstream packs it, unknown
+    # (sample 1) masked; either way as the reference.
+    away = dataclasses.replace(CONTEXT, lat=-33.9, lon=18.4)
+    nowhere = dataclasses.replace(CONTEXT, lat=math.nan, lon=math.nan)
+    placed = embedder.embed(pixels, OutputSpec.pooled(), [away, nowhere])
+    assert not np.allclose(placed[0], pooled[0], rtol=1e-4, atol=1e-5)
+    assert_parity(placed, _reference_run(reference, pixels[:, None], [[december]] * 2,
+                                         [(-33.9, 18.4), None])[1])
 
     # A time series (N, T, 10, H, W): real pixels of three places as three frames, each
     # frame's month from frame_dates.
@@ -159,7 +189,7 @@ def test_parity_with_the_original_encoder(
     fctx = [dataclasses.replace(CONTEXT, frame_dates=dates)] * 2
     s_grid = embedder.embed(series, OutputSpec.grid(), fctx)
     s_pooled = embedder.embed(series, OutputSpec.pooled(), fctx)
-    r_grid, r_pooled = _reference_run(reference, series, [[0, 4, 8]] * 2)
+    r_grid, r_pooled = _reference_run(reference, series, [[0, 4, 8]] * 2, [PLACE] * 2)
     assert s_grid.shape == grid.shape
     assert_parity(s_grid, r_grid)
     assert_parity(s_pooled, r_pooled)

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import gc
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,15 @@ import pytest
 torch = pytest.importorskip("torch")
 opm = pytest.importorskip("olmoearth_pretrain_minimal")
 
+from olmoearth_pretrain_minimal import model_loader
 from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit import (
+    EncoderConfig,
     PoolingType,
+    PredictorConfig,
 )
+from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.latent_mim import LatentMIMConfig
 from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.olmoearth_pretrain_v1 import (
+    DEFAULT_MODALITIES,
     MODEL_SIZE_CONFIGS,
 )
 from olmoearth_pretrain_minimal.olmoearth_pretrain_v1.utils.constants import (
@@ -56,6 +62,35 @@ SIZE_PX = {"olmoearth-v1-nano": 64, "olmoearth-v1-tiny": 64, "olmoearth-v1-base"
 PATCH = 8
 
 
+def _release_config(size: str, **encoder: Any) -> dict[str, Any]:
+    """A release ``config.json``: the v1 model of ``size`` (``encoder`` overrides its encoder
+    settings), serialised as olmo-core writes it (``_CLASS_`` names under
+    ``olmoearth_pretrain.``, which the package maps onto its own modules)."""
+    sizes = MODEL_SIZE_CONFIGS[f"{size}_shallow_decoder"]
+    settings = {
+        "embedding_size": sizes["encoder_embedding_size"], "num_heads": sizes["encoder_num_heads"],
+        "depth": sizes["encoder_depth"], "mlp_ratio": sizes["mlp_ratio"],
+        "supported_modality_names": list(DEFAULT_MODALITIES), "max_patch_size": PATCH,
+        "drop_path": 0.1, "max_sequence_length": 12,
+    } | encoder
+    model = LatentMIMConfig(
+        encoder_config=EncoderConfig(**settings),
+        decoder_config=PredictorConfig(
+            encoder_embedding_size=settings["embedding_size"],
+            decoder_embedding_size=settings["embedding_size"], depth=sizes["decoder_depth"],
+            mlp_ratio=sizes["mlp_ratio"], num_heads=sizes["decoder_num_heads"],
+            supported_modality_names=list(DEFAULT_MODALITIES), max_sequence_length=12,
+        ),
+    ).as_config_dict()
+    decode_only = [m for m in DEFAULT_MODALITIES if m not in ("sentinel2_l2a", "sentinel1",
+                                                               "landsat")]
+    masking = {"masking_config": {"strategy_config": {"only_decode_modalities": decode_only}}}
+    text = json.dumps({"model": model, "train_module": masking}).replace(
+        '"olmoearth_pretrain_minimal.olmoearth_pretrain_v1.', '"olmoearth_pretrain.')
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
 def _reference(size: str, seed: int) -> Any:
     """The package's v1 model of ``size`` with seeded random weights (a LatentMIM)."""
     torch.manual_seed(seed)
@@ -88,13 +123,15 @@ def test_parity_with_olmoearth_pretrain_minimal(
 ) -> None:
     reference = _reference(SIZES[model_id], seed=0)
     payload = checkpoint_bytes(reference.state_dict())  # weights.pth: encoder/decoder/target
-    publish(offline_hub, monkeypatch, model_id, payload)
+    config = json.dumps(_release_config(SIZES[model_id])).encode()
+    publish(offline_hub, monkeypatch, model_id, payload, extra={"config.json": config})
     encoder = reference.encoder
     del reference
     gc.collect()
 
     embedder = get_embedder(model_id, device="cpu")
     assert embedder.weights_meta["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert embedder.weights_meta["config"]["sha256"] == hashlib.sha256(config).hexdigest()
     del payload
     gc.collect()
 
@@ -119,6 +156,58 @@ def test_parity_with_olmoearth_pretrain_minimal(
         assert not np.allclose(other[i], pooled[i], rtol=1e-4, atol=1e-5)
     assert_parity(other[:1], _reference_run(encoder, pixels[:1], dt.date(2015, 6, 16), 10.0)[1])
     assert_parity(other[1:], _reference_run(encoder, pixels[1:], CONTEXT.date, 20.0)[1])
+
+
+def test_builds_the_model_its_config_json_describes(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
+    sample_provider: Any,
+) -> None:
+    """A ``config.json`` unlike the package's Nano defaults (2 blocks, 4 heads, QK-norm):
+    eoembed builds that encoder and loads the weights strictly, matching the upstream loader
+    (``model_loader.load_model_from_path``) on the same release folder."""
+    config = _release_config("nano", depth=2, num_heads=4, qk_norm=True)
+    torch.manual_seed(3)
+    trained = model_loader._build_model_from_config(config)
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "config.json").write_text(json.dumps(config))
+    torch.save(trained.state_dict(), release / "weights.pth")
+    reference = model_loader.load_model_from_path(release).eval()  # upstream, strict
+    del trained
+
+    publish(offline_hub, monkeypatch, "olmoearth-v1-nano", (release / "weights.pth").read_bytes(),
+            extra={"config.json": (release / "config.json").read_bytes()})
+    embedder = get_embedder("olmoearth-v1-nano", device="cpu")
+    assert len(embedder.model.blocks) == 2
+    assert embedder.model.blocks[0].attn.num_heads == 4
+    assert embedder.weights_meta["config"]["source"] == "config.json"
+    pixels = sample_pixels(sample_provider, describe_model("olmoearth-v1-nano").input.band_names,
+                           32, n=1)
+    ref_grid = _reference_run(reference.encoder, pixels, dt.date(2015, 12, 16), 10.0)[0]
+    assert_parity(embedder.embed(pixels, OutputSpec.grid(), [CONTEXT]), ref_grid)
+    # The package's defaults cannot hold these weights: the file is what decides.
+    with pytest.raises(RuntimeError):
+        _reference("nano", seed=0).load_state_dict(torch.load(release / "weights.pth"))
+    # A local weights file takes the config.json beside it, as load_model_from_path does.
+    local = get_embedder("olmoearth-v1-nano", device="cpu",
+                         weights=str(release / "weights.pth"))
+    assert len(local.model.blocks) == 2
+
+
+def test_config_json_is_part_of_the_download(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    """``eoembed weights download`` fetches the config.json with the weights; a cache without
+    it is refused (offline) with a message naming the file, not built from defaults."""
+    from eoembed.embedders.weights import download_weights
+    from eoembed.errors import WeightsNotFoundError
+
+    source = publish(offline_hub, monkeypatch, "olmoearth-v1-nano", b"not loaded")
+    assert source.companions == ("config.json",)
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
+        download_weights("olmoearth-v1-nano", source)
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
+        get_embedder("olmoearth-v1-nano", device="cpu")
 
 
 def test_grid_is_georeferenced_on_l1c_pixels() -> None:

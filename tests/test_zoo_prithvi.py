@@ -128,6 +128,37 @@ def test_prithvi_cards_are_consistent() -> None:
     assert dims["prithvi-eo-v2-600"] == 1280 and dims["prithvi-eo-v2-tiny-tl"] == 192
 
 
+def test_location_is_lat_lon_as_terratorch_tl_datasets_build_it() -> None:
+    """TerraTorch's ``FireScarsNonGeo._get_coords`` (the HLS fire-scar set of the
+    Prithvi-EO-2.0 TL fine-tuning) on a UTM tile centred on the sample point gives the
+    coordinates eoembed feeds, in the same order; and ``LocationEncoder`` embeds column 0 in
+    its latitude channels."""
+    pytest.importorskip("rioxarray")
+    import xarray as xr
+    from pyproj import Transformer
+    from terratorch.datasets.fire_scars import FireScarsNonGeo
+    from terratorch.models.backbones.prithvi_mae import (
+        LocationEncoder,
+        _get_1d_sincos_embed_from_grid_torch,
+    )
+
+    from eoembed.embedders.prithvi import location_coords
+
+    east, north = Transformer.from_crs(4326, 32618, always_xy=True).transform(
+        CONTEXT.lon, CONTEXT.lat)
+    xs = east + 30.0 * (np.arange(8) - 4) + 15.0
+    ys = north - 30.0 * (np.arange(8) - 4) - 15.0
+    tile = xr.DataArray(np.zeros((1, 8, 8), np.float32), dims=("band", "y", "x"),
+                        coords={"band": [1], "y": ys, "x": xs}).rio.write_crs(32618)
+    tile = tile.rio.write_transform(tile.rio.transform(recalc=True))  # as open_rasterio has it
+    upstream = FireScarsNonGeo._get_coords(None, tile)  # type: ignore[arg-type]
+    np.testing.assert_allclose(upstream.numpy(), location_coords(CONTEXT), atol=1e-3)
+    encoder = LocationEncoder(embed_dim=16, trainable_scale=False)
+    embedded = encoder(torch.tensor([location_coords(CONTEXT)]))[0, 0]
+    lat_part = _get_1d_sincos_embed_from_grid_torch(8, torch.tensor([CONTEXT.lat]))[0]
+    torch.testing.assert_close(embedded[: encoder.lat_embed_dim], lat_part)
+
+
 def test_date_is_year_and_one_based_day_of_year() -> None:
     from eoembed.embedders.prithvi import temporal_coords
 

@@ -82,11 +82,13 @@ def publish(
     model_id: str,
     payload: bytes,
     filename: str | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> WeightsSource:
     """Put ``payload`` in the hub-cache layout as ``model_id``'s weights; pin the card to it.
 
     The file keeps the card's file name (so format detection by suffix is exercised) unless
     ``filename`` is given; the revision is a fake commit and the sha256 the real one.
+    ``extra``: other files of the same repository commit (a ``config.json``), by path.
     """
     cls = embedder_class(model_id)
     card = cls.card
@@ -100,6 +102,9 @@ def publish(
     target = folder / source.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(payload)
+    for name, content in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
     monkeypatch.setattr(cls, "card", dataclasses.replace(card, weights=source))
     return source
 

@@ -341,6 +341,8 @@ def get_embeddings_batch(
             "scene_ids": list(patch.attrs.get("scene_ids", [])),
             "scene_times": list(patch.attrs.get("scene_times", [])),
             "valid_fraction": patch.attrs.get("valid_fraction"),
+            "pixel_unit": patch.attrs.get("unit", ""),
+            "radiometry": list(patch.attrs.get("radiometry", [])),
             "input_grid": grid.to_dict(),
             "input_shape": [len(bands), *patch.shape[-2:]],
             "embedding_dim": int(values.shape[0]),

@@ -13,11 +13,15 @@ from typing import Any
 __all__ = [
     "CapabilityError",
     "ChecksumError",
+    "CorruptExportError",
     "CorruptFileError",
     "DependencyNotFoundError",
     "EoembedError",
+    "EoembedWarning",
     "ExportConflictError",
+    "ExportLockedError",
     "HeadNotFoundError",
+    "IncompleteExportWarning",
     "ModelArgumentError",
     "OutputPathError",
     "RegionTooLargeError",
@@ -28,6 +32,7 @@ __all__ = [
     "UnknownFormatError",
     "UnknownModelError",
     "UnknownProviderError",
+    "UnsafeExportPathError",
     "UnsafeWeightsError",
     "WeightsNotFoundError",
 ]
@@ -102,11 +107,35 @@ class UnknownFormatError(EoembedError, ValueError):
 
 
 class ExportConflictError(EoembedError, FileExistsError):
-    """An export folder already holds results of a different request for the same regions.
+    """An export folder already holds results of a different request.
 
     Resuming would mix stale and fresh results, so eoembed refuses; the message names what
     changed and how to proceed (a new ``out``, or ``overwrite=True``).
+
+    Args:
+        message: the explanation.
+        fields: the request fields that differ (``temporal.start``, ``format``, ...).
     """
+
+    def __init__(self, message: str, fields: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.fields: tuple[str, ...] = tuple(fields)
+
+
+class ExportLockedError(EoembedError, BlockingIOError):
+    """Another export is writing the same folder (it holds the folder's lock)."""
+
+
+class CorruptExportError(EoembedError, OSError):
+    """An export folder's files are damaged or edited.
+
+    An unreadable ``export.json``, or data files missing or truncated; the message says how
+    to repair it.
+    """
+
+
+class UnsafeExportPathError(CorruptExportError, PermissionError):
+    """A path read from an export folder's files leads outside the folder; never followed."""
 
 
 class ModelArgumentError(EoembedError, TypeError):
@@ -168,3 +197,14 @@ class ChecksumError(EoembedError, OSError):
 
 class UnsafeWeightsError(EoembedError, ValueError):
     """A checkpoint that holds more than tensors (pickled code); it is never executed."""
+
+
+class EoembedWarning(UserWarning):
+    """Root of every warning eoembed issues on purpose."""
+
+
+class IncompleteExportWarning(EoembedWarning):
+    """``load_export`` returns fewer results than the export asked for.
+
+    Failed regions, or a run that did not finish; the message gives the counts.
+    """

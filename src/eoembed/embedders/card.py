@@ -77,6 +77,9 @@ class WeightsSource:
     download_url: str = ""
     """Where to download the file when it is not on the Hub (then ``repo_id``/``revision``
     are empty and ``sha256`` alone pins the content)."""
+    companions: tuple[str, ...] = ()
+    """Other files of the same Hub repository and revision the model is built from (a
+    release's ``config.json``); downloaded with the weights."""
 
     @property
     def pinned(self) -> bool:

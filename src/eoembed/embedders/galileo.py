@@ -13,10 +13,14 @@ up to 12 frames (``(N, T, 10, H, W)``; Galileo pretrained on up to 12 monthly st
 normalised as its pretraining ``Normalizer(std=True)`` does: ``(x - (mean - 2 std)) / (4 std)``
 with ``config/normalization.json``. They fill the S2 channels of Galileo's space-time tensor;
 its S2 channel groups (RGB, red edge, NIR 10 m, NIR 20 m, SWIR) are visible and every other
-group (S1, NDVI, the space, time and static inputs) is masked, as the upstream
-``construct_galileo_input(s2=...)`` packs an S2-only sample. Each frame's month (0 = January)
-comes from ``SampleContext.frame_dates`` (series) or ``SampleContext.date``; without a date,
-upstream's ``DEFAULT_MONTH`` (5, June).
+group (S1, NDVI, the space, time and other static inputs) is masked, as the upstream
+``construct_galileo_input(s2=..., latlon=...)`` packs an S2 sample with its location. Where
+the sample's lat/lon are known, the static ``location`` group is visible and holds
+``to_cartesian(lat, lon)`` (``src/data/utils.py`` and ``src/data/dataset.py``: unit-sphere
+x, y, z from the tile centre, as pretraining fed every tile; its normalisation is shift 0,
+divide by 1); unknown, it stays masked. Each frame's month (0 = January) comes from
+``SampleContext.frame_dates`` (series) or ``SampleContext.date``; without a date, upstream's
+``DEFAULT_MONTH`` (5, June).
 
 Tokens are 8 x 8 pixel patches (the largest FlexiPatch size the projections were trained at)
 of 64 x 64 pixel images (rs-embed's default size; larger regions are resized, or tiled with
@@ -29,6 +33,7 @@ channel groups and frames); pooled: its ``average_tokens`` (mean of all visible 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
     from eoembed.embedders.context import SampleContext
 
-__all__ = ["GalileoBase", "GalileoNano", "GalileoTiny", "STATS"]
+__all__ = ["STATS", "GalileoBase", "GalileoNano", "GalileoTiny", "to_cartesian"]
 
 _VENDOR = "eoembed.embedders._vendor.galileo.single_file_galileo"
 
@@ -106,7 +111,7 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
         summary=(
             f"Galileo {size} ViT encoder ({params} parameters), Sentinel-2 (10 bands, 1 to "
             f"{_FRAMES} frames) at 64 x 64 px; 8-px patch-token grid (mean over S2 channel "
-            "groups and frames); month side input."
+            "groups and frames); month and location side inputs."
         ),
         input=InputContract(
             collections=("sentinel-2-l1c", "sentinel-2-l2a"),
@@ -117,7 +122,7 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
             patch_size=_PATCH,
             normalisation=_normalisation(),
             frames=_FRAMES,
-            side_inputs=("time",),
+            side_inputs=("latlon", "time"),
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
@@ -131,6 +136,12 @@ def _card(model_id: str, size: str, dim: int, params: str) -> ModelCard:
         ),
         bf16=False,
     )
+
+
+def to_cartesian(lat: float, lon: float) -> tuple[float, float, float]:
+    """Galileo's location input: the point on the unit sphere (x, y, z) at ``lat``/``lon``."""
+    la, lo = math.radians(lat), math.radians(lon)
+    return (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
 
 
 def _month(day: dt.date | None) -> int:
@@ -192,6 +203,12 @@ class _Galileo(TorchEmbedder):
         t_m = th.ones(n, t, len(g.TIME_BAND_GROUPS_IDX), dtype=f32, device=dev)
         st_x = th.zeros(n, len(g.STATIC_BANDS), dtype=f32, device=dev)
         st_m = th.ones(n, len(g.STATIC_BAND_GROUPS_IDX), dtype=f32, device=dev)
+        xyz = [g.STATIC_BANDS.index(b) for b in g.LOCATION_BANDS]
+        location = list(g.STATIC_BAND_GROUPS_IDX).index("location")
+        for i, ctx in enumerate(context):
+            if ctx.has_location:  # construct_galileo_input(latlon=...): visible, cartesian
+                st_x[i, xyz] = th.tensor(to_cartesian(ctx.lat, ctx.lon), dtype=f32, device=dev)
+                st_m[i, location] = 0
         months = th.tensor(frame_months(context, n, t), dtype=th.long, device=dev)
         out = self.model(
             s_t_x, sp_x, t_x, st_x, s_t_m, sp_m, t_m, st_m, months, patch_size=_PATCH

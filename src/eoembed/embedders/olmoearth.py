@@ -1,11 +1,15 @@
 """OlmoEarth v1 encoders (Ai2, 2025) for Sentinel-2 L2A, built with olmoearth-pretrain-minimal.
 
-The encoder is the package's own ``Encoder`` (``nn/flexi_vit.py``), constructed here from the
-v1 configuration (``MODEL_SIZE_CONFIGS`` and ``EncoderConfig`` defaults in
-``olmoearth_pretrain_v1.py``, which TorchGeo also builds and strictly loads the releases
-into), so only ``weights.pth`` is downloaded. That file is the whole pretraining
-``LatentMIM`` state dict; the ``encoder.`` entries are kept, the decoder and the EMA target
-encoder are dropped.
+The encoder is the package's own ``Encoder`` (``nn/flexi_vit.py``), built from the release's
+``config.json`` as the upstream loader does (``model_loader.load_model_from_id``:
+``Config.from_dict(config["model"])``, then the encoder inputs restricted to the modalities it
+was trained on, then a strict load): here ``config["model"]["encoder_config"]``, downloaded
+from the same repository and revision as the weights (its sha256 recorded in the metadata).
+``weights="random"`` builds the v1 defaults of the size (``MODEL_SIZE_CONFIGS`` and
+``EncoderConfig`` in ``olmoearth_pretrain_v1.py``); a local ``weights=`` file uses the
+``config.json`` beside it when there is one (``load_model_from_path``), else those defaults.
+``weights.pth`` is the whole pretraining ``LatentMIM`` state dict; the ``encoder.`` entries are
+kept (strictly), the decoder and the EMA target encoder are dropped.
 
 Input: the 12 Sentinel-2 L2A bands in the model's order, one frame (``T = 1``), normalised
 as the package's ``Normalizer(std_multiplier=2)`` does: ``(x - (mean - 2 std)) / (4 std)``
@@ -26,15 +30,18 @@ does not attend to it) and cropped from the grid.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
 from eoembed.embedders.base import import_torch
 from eoembed.embedders.card import InputContract, ModelCard, Normalisation, WeightsSource
 from eoembed.embedders.torch_embedder import TorchEmbedder, TorchOptions, require
-from eoembed.errors import CapabilityError, ModelArgumentError
+from eoembed.embedders.weights import fetch_companion, file_sha256
+from eoembed.errors import CapabilityError, ModelArgumentError, WeightsNotFoundError
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +85,8 @@ _MODALITIES = (
 """v1 ``DEFAULT_MODALITIES``: the checkpoint holds patch embeddings for all of them."""
 _ENCODER_INPUTS = ("sentinel2_l2a", "sentinel1", "landsat")
 """``ENCODER_INPUT_MODALITY_NAMES`` for v1 (the others were decode-only)."""
+_CONFIG_FILE = "config.json"
+"""The release's training configuration (``model_loader.CONFIG_FILENAME``)."""
 _MAX_PATCH_SIZE = 8
 _BASE_GSD = 10.0
 _UNKNOWN_MONTH = 0
@@ -125,6 +134,7 @@ def _hub(size: str, revision: str, sha256: str) -> WeightsSource:
     return WeightsSource(
         repo_id=repo, filename="weights.pth", revision=revision, sha256=sha256,
         licence="OlmoEarth Artifact License", url=f"https://huggingface.co/{repo}",
+        companions=(_CONFIG_FILE,),
     )
 
 
@@ -169,6 +179,75 @@ class _OlmoEarthV1(TorchEmbedder):
     ignored_keys: ClassVar[tuple[str, ...]] = ("decoder.", "target_encoder.")
 
     def create_model(self) -> torch.nn.Module:
+        """The package's ``Encoder`` as the release's ``config.json`` says (or v1 defaults)."""
+        config, self._config_meta = self._release_config()
+        if config is None:
+            encoder = self._default_encoder()
+            inputs = list(_ENCODER_INPUTS)
+        else:
+            encoder = self._encoder_from_config(config)
+            inputs = self._encoder_inputs(config)
+        built: Any = encoder
+        if built.embedding_size != self.card.embedding_dim:
+            raise WeightsNotFoundError(
+                f"{_CONFIG_FILE} for {self.card.id!r} describes a {built.embedding_size}-d "
+                f"encoder, the model card a {self.card.embedding_dim}-d one"
+            )
+        built.restrict_input_modalities(inputs)
+        model: torch.nn.Module = built
+        return model
+
+    def build(self) -> None:
+        """Build and load as the base class does; record which configuration was used."""
+        super().build()
+        self.weights_meta["config"] = self._config_meta
+
+    def _release_config(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The release's ``config.json`` (parsed) and where it came from; None: defaults."""
+        weights = self.options.weights
+        if weights == "random":
+            return None, {"source": "olmoearth_pretrain_v1 defaults (random weights)"}
+        if weights is not None:
+            beside = Path(weights).expanduser().parent / _CONFIG_FILE
+            if not beside.is_file():
+                return None, {"source": f"olmoearth_pretrain_v1 defaults (no {_CONFIG_FILE} "
+                                        "beside the weights file)"}
+            path, digest = beside, file_sha256(beside)
+        else:
+            assert self.card.weights is not None
+            path, digest = fetch_companion(self.card.id, self.card.weights, _CONFIG_FILE)
+        with open(path, encoding="utf-8") as f:
+            config: dict[str, Any] = json.load(f)
+        return config, {"source": _CONFIG_FILE, "path": str(path), "sha256": digest}
+
+    def _encoder_from_config(self, config: dict[str, Any]) -> torch.nn.Module:
+        """``Config.from_dict(config["model"]["encoder_config"]).build()``, as upstream."""
+        config_mod = require("olmoearth_pretrain_minimal.olmoearth_pretrain_v1.utils.config",
+                             "olmoearth")
+        try:
+            encoder_config = config["model"]["encoder_config"]
+        except (KeyError, TypeError):
+            raise WeightsNotFoundError(
+                f"{_CONFIG_FILE} for {self.card.id!r} has no model.encoder_config"
+            ) from None
+        encoder: torch.nn.Module = config_mod.Config.from_dict(encoder_config).build()
+        return encoder
+
+    @staticmethod
+    def _encoder_inputs(config: dict[str, Any]) -> list[str]:
+        """The modalities the encoder was trained on, as the upstream loader derives them.
+
+        From the training config's ``only_decode_modalities`` where recorded, else the v1
+        family's ``ENCODER_INPUT_MODALITY_NAMES`` (what ``load_model_from_id`` uses).
+        """
+        loader = require("olmoearth_pretrain_minimal.model_loader", "olmoearth")
+        try:
+            inputs: list[str] = loader._encoder_input_modalities_from_config(config)
+        except (ValueError, KeyError):
+            return list(_ENCODER_INPUTS)
+        return inputs
+
+    def _default_encoder(self) -> torch.nn.Module:
         """The package's ``Encoder`` with the v1 configuration of this size."""
         flexi_vit = require("olmoearth_pretrain_minimal.olmoearth_pretrain_v1.nn.flexi_vit",
                             "olmoearth")
@@ -182,10 +261,8 @@ class _OlmoEarthV1(TorchEmbedder):
             drop_path=0.1,
             max_sequence_length=12,
         )
-        encoder: Any = config.build()
-        encoder.restrict_input_modalities(list(_ENCODER_INPUTS))
-        built: torch.nn.Module = encoder
-        return built
+        encoder: torch.nn.Module = config.build()
+        return encoder
 
     def convert_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
         """``LatentMIM`` state dict -> encoder keys (decoder and target encoder dropped)."""

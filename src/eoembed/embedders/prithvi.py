@@ -17,6 +17,15 @@ The ``-tl`` models add sin-cos encodings of (year, day of year), per frame, and 
 each sample's :class:`~eoembed.embedders.context.SampleContext` (a frame without its own date
 takes the sample's); samples with an unknown date or location get no such encoding, as the
 original forward does when the coordinates are ``None``.
+
+Location order: latitude first. The encoder's ``LocationEncoder`` (``prithvi_mae.py``, the
+model code the Prithvi-EO-2.0 release ships and TerraTorch maintains) documents its input as
+"lat and lon" and embeds column 0 with the latitude half of the channels; the datasets the
+Prithvi team wrote for the paper's TL fine-tuning (TerraTorch ``FireScarsNonGeo``,
+``MultiTemporalCropClassification``, ``BurnIntensityNonGeo``, ``Sen1Floods11NonGeo``) all
+feed ``[lat, lon]`` of the tile centre. The release's demo ``inference.py`` passes rasterio's
+``lnglat()`` ((lon, lat)) instead; it disagrees with the model code and the training-side
+datasets, so it is not followed. The pretraining data loader itself is not published.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ __all__ = [
     "PrithviEOV2600TL",
     "PrithviEOV2100TL",
     "PrithviEOV2TinyTL",
+    "location_coords",
     "temporal_coords",
 ]
 
@@ -76,6 +86,11 @@ def temporal_coords(date: dt.date) -> tuple[float, float]:
     return float(date.year), float(date.timetuple().tm_yday)
 
 
+def location_coords(ctx: SampleContext) -> tuple[float, float]:
+    """(lat, lon) in degrees, the order ``LocationEncoder`` and the TL datasets use."""
+    return float(ctx.lat), float(ctx.lon)
+
+
 def _weights(repo: str, filename: str) -> WeightsSource:
     # No commit or file hash for these files could be verified offline: unpinned.
     return WeightsSource(
@@ -88,7 +103,8 @@ def _card(
     model_id: str, variant: str, dim: int, patch: int, weights: WeightsSource, *, v1: bool,
     tl: bool, frames: int,
 ) -> ModelCard:
-    side = " Takes (year, day of year) and (lat, lon) encodings from each sample." if tl else ""
+    side = (" Takes (year, day of year) and (lat, lon) encodings from each sample (lat first,"
+            " as prithvi_mae.LocationEncoder and TerraTorch's TL datasets)." if tl else "")
     return ModelCard(
         id=model_id,
         family="prithvi",
@@ -192,8 +208,8 @@ class _Prithvi(TorchEmbedder):
                 time = th.tensor([[temporal_coords(d) for d in _dates(c, frames) or ()]
                                   for c in sub], dtype=th.float32, device=x.device)
             if has_loc:
-                latlon = th.tensor([[c.lat, c.lon] for c in sub], dtype=th.float32,
-                                      device=x.device)
+                latlon = th.tensor([location_coords(c) for c in sub], dtype=th.float32,
+                                   device=x.device)
             if len(groups) == 1:
                 return self._encode(x, time, latlon)
             grid = self._encode(x[idx], time, latlon)

@@ -52,6 +52,7 @@ _MODELS: dict[str, str] = {
     "prithvi-eo-v2-600": "eoembed.embedders.prithvi:PrithviEOV2600",
     "prithvi-eo-v2-600-tl": "eoembed.embedders.prithvi:PrithviEOV2600TL",
     "clay-v1-base": "eoembed.embedders.clay:ClayV1Base",
+    "clay-v1.5": "eoembed.embedders.clay:ClayV15",
     "terramind-v1-tiny": "eoembed.embedders.terramind:TerraMindV1Tiny",
     "terramind-v1-small": "eoembed.embedders.terramind:TerraMindV1Small",
     "terramind-v1-base": "eoembed.embedders.terramind:TerraMindV1Base",

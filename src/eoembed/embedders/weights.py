@@ -15,9 +15,12 @@ or ``EOEMBED_OFFLINE=1``): then only the cached file is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "download_weights",
+    "fetch_companion",
     "file_sha256",
+    "lightning_checkpoint_globals",
     "load_state_dict",
     "offline",
     "resolve_weights",
@@ -95,12 +100,17 @@ def url_cache_path(source: WeightsSource) -> Path:
 def download_weights(model_id: str, source: WeightsSource) -> Path:
     """The local path of ``source``: from the cache, downloading only when allowed.
 
+    The source's ``companions`` (a ``config.json``) are fetched too.
+
     Raises:
         WeightsNotFoundError: not cached and not downloadable (offline, or no network);
             the message says how to get the file.
         ChecksumError: the file's sha256 does not match the pinned one.
     """
-    return _fetch(model_id, source)[0]
+    path = _fetch(model_id, source)[0]
+    for name in source.companions:
+        fetch_companion(model_id, source, name)
+    return path
 
 
 def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
@@ -129,6 +139,26 @@ def _fetch(model_id: str, source: WeightsSource) -> tuple[Path, str]:
             f"{source.sha256}...; delete it and download again"
         )
     return path, digest
+
+
+def fetch_companion(model_id: str, source: WeightsSource, filename: str) -> tuple[Path, str]:
+    """Another file of the weights' Hub repository at the same revision (a ``config.json``).
+
+    Returns its local path and sha256 (recorded, as the release publishes no hash of it).
+    """
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise DependencyNotFoundError("huggingface_hub", "torch") from None
+    try:
+        path = Path(hf_hub_download(source.repo_id, filename, revision=source.revision))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise WeightsNotFoundError(
+            f"{filename} for {model_id!r} ({source.repo_id}@{source.revision[:12]}) is not "
+            f"available: {type(exc).__name__}. " + _how_to_get(model_id, source)
+        ) from None
+    return path, file_sha256(path)
 
 
 def _how_to_get_url(model_id: str, source: WeightsSource, target: Path) -> str:
@@ -308,3 +338,46 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise WeightsNotFoundError(f"{path} holds no state dict (found {type(obj).__name__})")
     return obj
+
+
+def _lightning_globals() -> list[Any]:
+    """What real Lightning checkpoints pickle besides tensors and builtins, as inert objects.
+
+    Lightning (2.x) stores optimizer, scheduler, loop and callback states as plain dicts of
+    tensors, but ``hyper_parameters`` keep the user's own objects: paths, ``argparse``
+    namespaces, Lightning's ``AttributeDict``. Paths and namespaces are plain values (building
+    them runs no user code); ``AttributeDict`` is rebuilt as a plain dict, so no Lightning code
+    is imported or run. Anything else (``functools.partial``, OmegaConf containers) is refused.
+    """
+    import argparse
+    import pathlib
+
+    stand_ins: list[Any] = [argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath,
+                            pathlib.PureWindowsPath,
+                            (pathlib.PureWindowsPath, "pathlib.WindowsPath")]
+    for package in ("lightning.fabric", "lightning_fabric", "pytorch_lightning"):
+        # AttributeDict (a dict subclass) is rebuilt as a plain dict.
+        stand_ins.append((dict, f"{package}.utilities.data.AttributeDict"))
+        stand_ins.append((dict, f"{package}.utilities.parsing.AttributeDict"))
+    return stand_ins
+
+
+_LIGHTNING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def lightning_checkpoint_globals() -> Iterator[None]:
+    """Allow what a real Lightning ``.ckpt`` pickles in ``torch.load(weights_only=True)``.
+
+    Scoped to the ``with`` block (``torch.serialization.safe_globals``, torch >= 2.5; with an
+    older torch nothing is allowed and such files are refused as unsafe). torch's allow-list
+    is process-wide, so one such load runs at a time.
+    """
+    import torch
+
+    scope = getattr(torch.serialization, "safe_globals", None)
+    if scope is None:
+        yield
+        return
+    with _LIGHTNING_LOCK, scope(_lightning_globals()):
+        yield

@@ -714,7 +714,7 @@ def _map_png(tif: Path, png: str | Path, fitted: Head) -> None:
 
 def _expand(entries: Sequence[EmbeddingsLike | tuple[str | Path, str]]) -> list[Embeddings]:
     """Every (export, model) to compare: a multi-model export without a model gives each."""
-    from eoembed.pipeline.export import JOB_FILE
+    from eoembed.pipeline.folder import read_job
 
     out: list[Embeddings] = []
     for entry in entries:
@@ -723,9 +723,9 @@ def _expand(entries: Sequence[EmbeddingsLike | tuple[str | Path, str]]) -> list[
         elif isinstance(entry, tuple):
             out.append(load_embeddings(entry[0], entry[1]))
         else:
+            job = read_job(Path(entry))
+            models = list(job["models"]) if job is not None else []
             path = Path(entry)
-            job = path / JOB_FILE
-            models = list(json.loads(job.read_text()).get("models", {})) if job.is_file() else []
             for name in models or [None]:
                 out.append(load_embeddings(path, name))
     return out

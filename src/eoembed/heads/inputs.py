@@ -9,7 +9,6 @@ both one shape and keeps the export's request, so a head records exactly which e
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eoembed.errors import CorruptFileError, SpecError
+from eoembed.errors import SpecError
 from eoembed.grid import Grid
 
 if TYPE_CHECKING:
@@ -139,21 +138,17 @@ def load_embeddings(path: str | Path, model: str | None = None) -> Embeddings:
         SpecError: not an export folder, or ``model`` missing or not in the export.
     """
     from eoembed.pipeline.export import JOB_FILE, load_export
+    from eoembed.pipeline.folder import read_job
 
     if not isinstance(path, str | os.PathLike):
         raise SpecError("embeddings", type(path).__name__,
                         allowed="an export folder written by eoembed export")
     path = Path(path)
-    job_path = path / JOB_FILE
-    if not job_path.is_file():
+    job = read_job(path)
+    if job is None:
         raise SpecError("embeddings", str(path),
                         allowed="an export folder written by eoembed export",
                         reason=f"{JOB_FILE} is missing")
-    try:
-        job = json.loads(job_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{job_path} is not an export description (truncated?): {exc}"
-                               ) from None
     models = list(job.get("models", {}))
     if model is None:
         if len(models) != 1:

@@ -28,6 +28,7 @@ import numpy as np
 
 from eoembed.embedders.context import SampleContext
 from eoembed.errors import NoDataError
+from eoembed.pipeline.integrity import checksum
 from eoembed.pipeline.manifest import Manifest, ManifestEntry
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
 from eoembed.pipeline.retry import RetryPolicy, attempts_of
@@ -35,7 +36,7 @@ from eoembed.pipeline.retry import RetryPolicy, attempts_of
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
     from eoembed.specs import OutputSpec, TemporalSpec
-    from eoembed.writers.base import EmbeddingRecord, Writer
+    from eoembed.writers.base import EmbeddingRecord, Writer, WrittenFile
 
 __all__ = ["EngineSettings", "RunCounts", "run_plan"]
 
@@ -189,8 +190,16 @@ class _WriteStage(threading.Thread):
         """Write one part (with retries), then record its rows: ok, or failed at ``write``."""
         writer = self.writers[model]
         t0 = time.perf_counter()
+
+        def write_and_check() -> tuple[list[WrittenFile], dict[str, dict[str, Any]]]:
+            written = writer.write(records)
+            return written, {
+                w.path: {**checksum(writer.directory / w.path), "records": len(w.ids)}
+                for w in written
+            }
+
         try:
-            tried = self.settings.retry.call(lambda: writer.write(records))
+            tried = self.settings.retry.call(write_and_check)
         except Exception as exc:  # noqa: BLE001 (any write failure is recorded, not fatal)
             entries = [
                 metas[r.id].entry("failed", stage="write", error=_error_text(exc),
@@ -206,15 +215,18 @@ class _WriteStage(threading.Thread):
             return
         seconds = time.perf_counter() - t0
         files: dict[str, list[str]] = {}
-        for written in tried.value:
+        written_files, checks = tried.value
+        for written in written_files:
             for rid in written.ids:
                 files.setdefault(rid, []).append(written.path)
         entries = []
         for record in records:
             meta = metas[record.id]
             meta.timings["write_s"] = seconds / len(records)
+            mine = files.get(record.id, [])
             entries.append(
-                meta.entry("ok", files=files.get(record.id, []), write_attempts=tried.attempts)
+                meta.entry("ok", files=mine, checks={f: checks[f] for f in mine},
+                           write_attempts=tried.attempts)
             )
         self.manifest.append(entries)
         for entry in entries:
@@ -237,6 +249,7 @@ class _Meta:
         stage: str | None = None,
         error: str | None = None,
         files: list[str] | None = None,
+        checks: dict[str, dict[str, Any]] | None = None,
         write_attempts: int | None = None,
     ) -> ManifestEntry:
         """The manifest line for this job."""
@@ -248,6 +261,7 @@ class _Meta:
             fingerprint=self.job.fingerprint, region=self.job.region,
             spatial=self.job.spatial.to_dict(), stage=stage, error=error, attempts=attempts,
             timings={k: round(v, 6) for k, v in self.timings.items()}, files=files or [],
+            checks=checks or {},
         )
 
 

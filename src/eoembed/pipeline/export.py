@@ -3,40 +3,55 @@
 The shape follows ``odc.stac.load``: one entry function, keyword-only options grouped by
 purpose, helpers (provider, progress) injectable. Everything that can be checked is checked
 before any pixel is read: specs, models and their arguments, the provider's bands, the
-format, and whether the output folder holds results of a different request.
+format, and whether the output folder holds results of a different request. The folder's
+identity, lock and path checks live in :mod:`eoembed.pipeline.folder`, file checksums in
+:mod:`eoembed.pipeline.integrity`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eoembed._version import __version__
-from eoembed.errors import CapabilityError, ExportConflictError, SpecError
+from eoembed.errors import (
+    CapabilityError,
+    CorruptExportError,
+    ExportConflictError,
+    IncompleteExportWarning,
+    SpecError,
+    UnsafeExportPathError,
+)
 from eoembed.paths import check_output_dir
 from eoembed.pipeline.engine import EngineSettings, RunCounts, run_plan
+from eoembed.pipeline.folder import (
+    JOB_FILE,
+    export_lock,
+    identity_diff,
+    job_identity,
+    model_dir,
+    model_folder,
+    read_job,
+    write_job,
+)
+from eoembed.pipeline.integrity import verify
 from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, read_manifest
 from eoembed.pipeline.plan import Job, ModelPlan, model_request, plan_fetches
 from eoembed.pipeline.progress import export_progress
 from eoembed.pipeline.retry import RetryPolicy
 from eoembed.specs import OutputSpec, SensorSpec, TemporalSpec, as_spatial
-from eoembed.specs.spatial import SpatialLike
+from eoembed.specs.spatial import SpatialLike, SpatialSpec
 
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
     from eoembed.writers.base import Writer
 
-__all__ = ["JOB_FILE", "ExportResult", "export_batch", "load_export"]
-
-JOB_FILE = "export.json"
-"""The job description at the top of an export folder: format, output, models, requests."""
+__all__ = ["JOB_FILE", "ExportResult", "export_batch", "load_export", "model_dir"]
 
 ON_ERROR = ("raise", "continue")
 QUANTIZE = (None, "int8")
@@ -82,11 +97,6 @@ class ExportResult:
         }
 
 
-def model_dir(model: str) -> str:
-    """The folder name of a model's files inside an export."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", model)
-
-
 def _check_options(
     on_error: str, quantize: str | None, batch_size: int, fetch_workers: int, max_retries: int,
     retry_backoff_s: float,
@@ -103,55 +113,6 @@ def _check_options(
             raise SpecError(name, value, allowed=f"an integer >= {low}")
     if not isinstance(retry_backoff_s, int | float) or retry_backoff_s < 0:
         raise SpecError("retry_backoff_s", retry_backoff_s, allowed="seconds >= 0")
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def _read_job(out: Path) -> dict[str, Any] | None:
-    path = out / JOB_FILE
-    if not path.exists():
-        return None
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def _clear(out: Path, job: dict[str, Any] | None) -> None:
-    """Delete an earlier export's files (only those eoembed wrote) for ``overwrite=True``."""
-    if job is not None:
-        for info in job.get("models", {}).values():
-            shutil.rmtree(out / info["dir"], ignore_errors=True)
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
-    (out / JOB_FILE).unlink(missing_ok=True)
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ between two JSON values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        names = []
-        for key in sorted(set(old) | set(new)):
-            names += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-        return names
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def _conflict(stale: list[Job], job: dict[str, Any] | None, plans: list[ModelPlan], out: Path) -> ExportConflictError:
-    models = sorted({j.model for j in stale})
-    stored = (job or {}).get("models", {})
-    changes = []
-    for plan in plans:
-        if plan.model in models and plan.model in stored:
-            changed = _diff(stored[plan.model].get("request"), plan.request)
-            changes.append(f"{plan.model}: {', '.join(changed) or 'request'}")
-    return ExportConflictError(
-        f"{out} already holds {len(stale)} result(s) of a different request for the same "
-        f"regions (changed: {'; '.join(changes) or ', '.join(models)}); resuming would mix "
-        "stale and fresh results. Write to a new out=, or pass overwrite=True (--overwrite) "
-        "to replace the earlier export."
-    )
 
 
 def export_batch(
@@ -223,15 +184,26 @@ def export_batch(
             ``"continue"`` records failures in the manifest and goes on.
         max_retries: extra tries of a failing fetch, forward pass or write.
         retry_backoff_s: first wait between tries; doubles each time.
-        resume: reuse results an earlier run of the same request wrote to ``out``.
-        overwrite: delete an earlier export in ``out`` first.
+        resume: reuse results an earlier run of the same request wrote to ``out``, after
+            checking their files (size, sha256): missing, truncated or changed ones are redone.
+        overwrite: delete an earlier export in ``out`` first (only the folders its
+            ``export.json`` names inside ``out``).
         progress: show a progress bar on stderr.
+
+    ``out`` holds one request, fixed when it is created: every argument that decides the
+    numbers or the files (models, options, weights, sensor, window, output, provider, format,
+    quantisation, frames, version); only the regions may change between runs. Points already
+    exported there with another ``buffer_m`` count as a changed request too.
 
     Raises:
         SpecError: a bad spec or option, before any I/O.
         CapabilityError: a model the provider or format cannot serve, or ``frames`` for a
             single-image model or a provider without time series, before any I/O.
-        ExportConflictError: ``out`` holds results of a different request.
+        ExportConflictError: ``out`` holds results of a different request; ``fields`` names
+            what differs.
+        ExportLockedError: another export is writing ``out``.
+        CorruptExportError: ``out``'s ``export.json`` is unreadable and not resuming.
+        UnsafeExportPathError: a file in ``out`` names a path outside it.
     """
     from eoembed.api import (
         cached_embedder,
@@ -284,92 +256,252 @@ def export_batch(
     for scale_sensor in {s.scale_m: s for s in chosen.values()}.values():
         check_grids(regions, scale_sensor)  # before anything is written (pixel budget)
     check_models({m: model_args.get(m, {}) for m in model_ids}, device)
+
     out = check_output_dir(out, "export folder")
-    job = _read_job(out)
-    if overwrite:
-        _clear(out, job)
-        job = None
-    elif job is not None and not resume:
-        raise ExportConflictError(
-            f"{out} already holds an export; pass resume=True to finish it or "
-            "overwrite=True to replace it"
-        )
-    if job is not None and job.get("format") != format:
-        raise ExportConflictError(
-            f"{out} holds a {job.get('format')!r} export, not {format!r}; write to a new out= "
-            "or pass overwrite=True"
-        )
     out.mkdir(parents=True, exist_ok=True)
-
-    plans = []
-    for model_id in model_ids:
-        embedder = cached_embedder(model_id, device, batch_size, dict(model_args.get(model_id, {})))
-        request = model_request(
-            embedder, chosen[model_id], temporal, output, source.name, quantize, __version__,
-            frames,
-        )
-        plans.append(
-            ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
-                      warnings[model_id])
-        )
-    manifest = Manifest(out)
-    done = {
-        e.id: e.fingerprint for e in manifest.entries.values() if e.status in ("ok", "skipped")
-    }
-    plan = plan_fetches(regions, plans, temporal, source.name, done=done, frames=frames)
-    if plan.stale:
-        raise _conflict(plan.stale, job, plans, out)
-
-    job = job or {"format": format, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    job.update(output=output.to_dict(), quantize=quantize, frames=frames,
-               eoembed_version=__version__)
-    job.setdefault("models", {})
-    for p in plans:
-        job["models"][p.model] = {"dir": model_dir(p.model), "request": p.request}
-    _write_json_atomic(out / JOB_FILE, job)
-
-    writers = _open_writers(writer_cls, out, plans, output, quantize, manifest)
-    settings = EngineSettings(
-        batch_size=batch_size,
-        fetch_workers=fetch_workers,
-        prefetch=prefetch or max(8, 2 * batch_size),
-        rows_per_part=rows_per_part,
-        on_error=on_error,
-        retry=RetryPolicy(max_retries, retry_backoff_s),
-        quantize=quantize,
-    )
-    counts = RunCounts()
-    try:
-        with export_progress(plan.todo, counts, enabled=progress) as advance:
-            run_plan(
-                plan.tasks, plans, provider=source, temporal=temporal, output=output,
-                writers=writers, manifest=manifest, settings=settings, counts=counts,
-                on_done=advance, frames=frames,
+    with export_lock(out):
+        job = _open_job(out, overwrite=overwrite, resume=resume)
+        plans = []
+        for model_id in model_ids:
+            embedder = cached_embedder(
+                model_id, device, batch_size, dict(model_args.get(model_id, {}))
             )
-    finally:
-        for writer in writers.values():
-            writer.close()
+            request = model_request(
+                embedder, chosen[model_id], temporal, output, source.name, quantize,
+                __version__, frames,
+            )
+            plans.append(
+                ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
+                          warnings[model_id])
+            )
+        identity = job_identity(format, {p.model: p.request for p in plans})
+        if job is not None:
+            _check_identity(out, job, identity)
+        manifest = Manifest(out)
+        _check_recorded(out, manifest, plans, regions, writer_cls, rebuilt=job is None)
+
+        if job is None:
+            job = {"format": format,
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "models": {p.model: {"dir": model_dir(p.model), "request": p.request}
+                              for p in plans}}
+        folders = {m: model_folder(out, info["dir"], m) for m, info in job["models"].items()}
+        done, repairs = _verified(manifest, plans, folders, writer_cls)
+        plan = plan_fetches(regions, plans, temporal, source.name, done=done, frames=frames)
+        if plan.stale:
+            raise _conflict(plan.stale, out)
+
+        job.update(output=output.to_dict(), quantize=quantize, frames=frames,
+                   eoembed_version=__version__)
+        job["run"] = {"finished": False, "total": plan.total,
+                      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        write_job(out, job)
+
+        writers = _open_writers(writer_cls, folders, plans, output, quantize, manifest, done)
+        settings = EngineSettings(
+            batch_size=batch_size,
+            fetch_workers=fetch_workers,
+            prefetch=prefetch or max(8, 2 * batch_size),
+            rows_per_part=rows_per_part,
+            on_error=on_error,
+            retry=RetryPolicy(max_retries, retry_backoff_s),
+            quantize=quantize,
+        )
+        counts = RunCounts()
+        try:
+            with export_progress(plan.todo, counts, enabled=progress) as advance:
+                run_plan(
+                    plan.tasks, plans, provider=source, temporal=temporal, output=output,
+                    writers=writers, manifest=manifest, settings=settings, counts=counts,
+                    on_done=advance, frames=frames,
+                )
+        finally:
+            for writer in writers.values():
+                writer.close()
+        job["run"].update(finished=True, ok=counts.ok, failed=counts.failed,
+                          skipped=counts.skipped, reused=len(plan.reused))
+        write_job(out, job)
     return ExportResult(
         out=out, format=format, total=plan.total, ok=counts.ok, failed=counts.failed,
         skipped=counts.skipped, reused=len(plan.reused), fetches=counts.fetches,
         unique_requests=len(plan.tasks), seconds=time.perf_counter() - t0,
-        warnings=[w for p in plans for w in p.warnings], failures=counts.failures,
+        warnings=[*repairs, *(w for p in plans for w in p.warnings)],
+        failures=counts.failures,
+    )
+
+
+def _open_job(out: Path, *, overwrite: bool, resume: bool) -> dict[str, Any] | None:
+    """The folder's job description, after ``overwrite`` cleared it; ``None`` for a new one.
+
+    An unreadable ``export.json`` (truncated, edited) is rebuilt from the live request when
+    resuming: :func:`_check_recorded` then checks every manifest line against the request.
+    A model folder outside ``out`` is refused before anything is deleted.
+    """
+    try:
+        job = read_job(out)
+    except UnsafeExportPathError:
+        raise
+    except CorruptExportError:
+        if not (overwrite or resume):
+            raise
+        job = None
+        if overwrite:
+            _clear(out, None)
+        return job
+    if overwrite:
+        _clear(out, job)
+        return None
+    if job is not None and not resume:
+        raise ExportConflictError(
+            f"{out} already holds an export; pass resume=True to finish it or "
+            "overwrite=True to replace it"
+        )
+    return job
+
+
+def _clear(out: Path, job: dict[str, Any] | None) -> None:
+    """Delete an earlier export's files (only those eoembed wrote) for ``overwrite=True``.
+
+    Model folders come from ``export.json`` and are checked to lie inside ``out``
+    (:func:`~eoembed.pipeline.folder.model_folder`) before anything is deleted.
+    """
+    if job is not None:
+        folders = [model_folder(out, info["dir"], m) for m, info in job["models"].items()]
+        for folder in folders:
+            if folder.is_symlink():
+                folder.unlink()
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    (out / JOB_FILE).unlink(missing_ok=True)
+
+
+def _check_identity(out: Path, job: dict[str, Any], identity: dict[str, Any]) -> None:
+    """Refuse a request that differs from the one the folder was created for."""
+    stored = job_identity(job["format"], {m: i["request"] for m, i in job["models"].items()})
+    fields = identity_diff(stored, identity)
+    if not fields:
+        return
+    detail = []
+    if "format" in fields:
+        detail.append(f"format {stored['format']!r} -> {identity['format']!r}")
+    if "models" in fields:
+        detail.append(f"models {sorted(stored['models'])} -> {sorted(identity['models'])}")
+    raise ExportConflictError(
+        f"{out} was created for another request; changed: {', '.join(fields)}"
+        + (f" ({'; '.join(detail)})" if detail else "")
+        + ". An export folder holds one request (regions may be added): write to a new out=,"
+        " or pass overwrite=True (--overwrite) to replace the earlier export.",
+        fields,
+    )
+
+
+def _check_recorded(
+    out: Path, manifest: Manifest, plans: list[ModelPlan], regions: list[SpatialSpec],
+    writer_cls: type[Writer], *, rebuilt: bool,
+) -> None:
+    """Refuse recorded points at another buffer; lacking ``export.json``, foreign results.
+
+    Re-running recorded points with another ``buffer_m`` is refused; without a readable
+    ``export.json``, so is any manifest line of another request or format.
+
+    Every manifest line carries its request's fingerprint, ``sha256([id, request hash])``, so
+    a lost ``export.json`` is rebuilt only when every recorded result provably belongs to the
+    live request.
+    """
+    from eoembed.specs._base import sha256_hex
+    from eoembed.specs.spatial import PointBuffer
+
+    buffers: dict[tuple[Any, ...], set[float]] = {}
+    for entry in manifest.entries.values():
+        sp = entry.spatial
+        if isinstance(sp, dict) and sp.get("type") == "PointBuffer":
+            key = (sp.get("lon"), sp.get("lat"), sp.get("crs"))
+            buffers.setdefault(key, set()).add(sp.get("buffer_m"))  # type: ignore[arg-type]
+    for index, region in enumerate(regions):
+        if isinstance(region, PointBuffer):
+            seen = buffers.get((region.lon, region.lat, region.crs))
+            if seen and region.buffer_m not in seen:
+                raise ExportConflictError(
+                    f"{out} already holds region {index} (lon {region.lon}, lat {region.lat})"
+                    f" with buffer_m {sorted(seen)}, not {region.buffer_m}; changed: buffer_m."
+                    " Another buffer of the same points is another export: write to a new "
+                    "out=, or pass overwrite=True (--overwrite) to replace the earlier one.",
+                    ["buffer_m"],
+                )
+    if not rebuilt or not manifest.entries:
+        return
+    hashes = {p.model: p.request_hash for p in plans}
+    for entry in manifest.entries.values():
+        request_hash = hashes.get(entry.model)
+        if request_hash is None or sha256_hex([entry.id, request_hash]) != entry.fingerprint:
+            raise ExportConflictError(
+                f"{out / JOB_FILE} is unreadable and {out / MANIFEST_NAME} records results "
+                f"of another request (model {entry.model!r}); write to a new out=, or pass "
+                "overwrite=True (--overwrite) to replace the earlier export.",
+                ["models" if request_hash is None else "request"],
+            )
+        if entry.status == "ok":
+            known = set(writer_cls.list_files(out / model_dir(entry.model)))
+            if not set(entry.files) <= known:
+                raise ExportConflictError(
+                    f"{out / JOB_FILE} is unreadable and {out} holds results in another "
+                    f"format than {writer_cls.name!r}; write to a new out=, or pass "
+                    "overwrite=True (--overwrite).",
+                    ["format"],
+                )
+
+
+def _verified(
+    manifest: Manifest, plans: list[ModelPlan], folders: dict[str, Path],
+    writer_cls: type[Writer],
+) -> tuple[dict[str, str], list[str]]:
+    """Finished jobs (id -> fingerprint) whose files are intact, and what was found damaged.
+
+    Files missing, truncated, changed or holding records the manifest lost are removed and
+    their records redone; skipped jobs (no data) stay done.
+    """
+    done = {e.id: e.fingerprint for e in manifest.entries.values() if e.status == "skipped"}
+    repairs = []
+    for p in plans:
+        entries = manifest.ok_entries(p.model)
+        verdict = verify(folders[p.model], [(e.id, e.files, e.checks) for e in entries])
+        writer_cls.remove(folders[p.model], sorted(verdict.bad_files))
+        done.update((e.id, e.fingerprint) for e in entries if e.id in verdict.good)
+        if verdict.reasons:
+            shown = "; ".join(f"{f}: {r}" for f, r in sorted(verdict.reasons.items())[:5])
+            repairs.append(
+                f"{p.model}: redoing {len(verdict.bad_ids)} result(s) whose files were "
+                f"damaged or missing ({len(verdict.reasons)} file(s): {shown})"
+            )
+    return done, repairs
+
+
+def _conflict(stale: list[Job], out: Path) -> ExportConflictError:
+    models = sorted({j.model for j in stale})
+    return ExportConflictError(
+        f"{out} already holds {len(stale)} result(s) of a different request for the same "
+        f"regions (models {', '.join(models)}); resuming would mix stale and fresh results. "
+        "Write to a new out=, or pass overwrite=True (--overwrite) to replace the earlier "
+        "export.",
+        ["request"],
     )
 
 
 def _open_writers(
-    writer_cls: type[Writer], out: Path, plans: list[ModelPlan], output: OutputSpec,
-    quantize: str | None, manifest: Manifest,
+    writer_cls: type[Writer], folders: dict[str, Path], plans: list[ModelPlan],
+    output: OutputSpec, quantize: str | None, manifest: Manifest, done: dict[str, str],
 ) -> dict[str, Writer]:
     """One writer per model, after removing what a crash left half-written or unrecorded."""
     from eoembed.writers.base import EmbeddingSchema
 
     writers = {}
     for p in plans:
-        directory = out / model_dir(p.model)
+        directory = folders[p.model]
         if directory.exists():
             writer_cls.remove_partial(directory)
-            orphans = set(writer_cls.list_files(directory)) - manifest.files_in_use(p.model)
+            in_use = {f for e in manifest.ok_entries(p.model) if e.id in done for f in e.files}
+            orphans = set(writer_cls.list_files(directory)) - in_use
             writer_cls.remove(directory, sorted(orphans))
         schema = EmbeddingSchema(
             model=p.model, mode=output.mode, dim=p.embedder.embedding_dim,
@@ -384,23 +516,55 @@ def _open_writers(
 def load_export(out: str | Path, model: str | None = None) -> Any:
     """Read an export back: a GeoDataFrame (pooled) or an ``xarray.DataTree`` (grid).
 
-    Only results the manifest records as written are returned, each once. With several models and no
-    ``model``, pooled rows of every model come in one GeoDataFrame (column ``model``), and
-    grids in one DataTree with a child per model.
+    Only results the manifest records as written are returned, each once. With several models
+    and no ``model``, pooled rows of every model come in one GeoDataFrame (column ``model``),
+    and grids in one DataTree with a child per model.
+
+    Never partial in silence: a recorded file that is missing or has another size than
+    recorded raises (running the export again redoes it); results that failed, or a last run
+    that did not finish (crashed, stopped, or still running), give an
+    :class:`~eoembed.errors.IncompleteExportWarning` with the counts. Sizes are checked here,
+    sha256 on resume (reading every byte twice would double the cost of a load).
+
+    Raises:
+        FileNotFoundError: ``out`` holds no export.
+        CorruptExportError: ``export.json`` is unreadable, or recorded files are missing or
+            truncated.
+        UnsafeExportPathError: a path in the folder's files leads outside it.
     """
     from eoembed.writers import get_writer
 
     out = Path(out)
-    job = _read_job(out)
+    job = read_job(out)
     if job is None:
         raise FileNotFoundError(f"{out} holds no eoembed export ({JOB_FILE} is missing)")
-    models = job.get("models", {})
+    models = job["models"]
     if model is not None and model not in models:
         raise SpecError("model", model, allowed=sorted(models))
     writer_cls = get_writer(job["format"])
-    ok = {e.id for e in read_manifest(out) if e.status == "ok"}
+    entries = read_manifest(out)
     names = [model] if model is not None else list(models)
-    loaded = {m: _only(writer_cls.load(out / models[m]["dir"]), ok) for m in names}
+    loaded = {}
+    for name in names:
+        folder = model_folder(out, models[name]["dir"], name)
+        ok = [e for e in entries if e.model == name and e.status == "ok"]
+        verdict = verify(folder, [(e.id, e.files, e.checks) for e in ok], full=False)
+        if verdict.reasons:
+            shown = "; ".join(f"{f}: {r}" for f, r in sorted(verdict.reasons.items())[:5])
+            raise CorruptExportError(
+                f"{out}: {len(verdict.bad_ids)} of {len(ok)} written {name} result(s) are in "
+                f"{len(verdict.reasons)} missing or damaged file(s) ({shown}). Run the same "
+                "export again: resume checks every file and redoes these."
+            )
+        data = _only(writer_cls.load(folder), {e.id for e in ok})
+        count = len(data) if hasattr(data, "geometry") else len(data.children)
+        if count != len(ok):
+            raise CorruptExportError(
+                f"{out}: {name} files hold {count} of the {len(ok)} results the manifest "
+                "records. Run the same export again: resume checks every file and redoes them."
+            )
+        loaded[name] = data
+    _warn_incomplete(out, job, [e for e in entries if e.model in names])
     if len(loaded) == 1:
         return next(iter(loaded.values()))
     first = next(iter(loaded.values()))
@@ -412,6 +576,27 @@ def load_export(out: str | Path, model: str | None = None) -> Any:
     import xarray as xr
 
     return xr.DataTree(children=dict(loaded))
+
+
+def _warn_incomplete(out: Path, job: dict[str, Any], entries: list[Any]) -> None:
+    """Warn, with counts, when the export has failed results or its last run did not finish."""
+    counts = {s: sum(e.status == s for e in entries) for s in ("ok", "failed", "skipped")}
+    run = job.get("run") or {}
+    problems = []
+    if counts["failed"]:
+        problems.append(f"{counts['failed']} result(s) failed (see {MANIFEST_NAME})")
+    if run.get("finished") is False:
+        problems.append(
+            f"the last run (of {run.get('total', '?')} region x model results) did not finish:"
+            " it crashed, was stopped, or is still running"
+        )
+    if problems:
+        warnings.warn(
+            f"{out} is incomplete: {counts['ok']} result(s) loaded, {counts['skipped']} "
+            f"skipped (no data); {'; '.join(problems)}. Run the same export again to finish it.",
+            IncompleteExportWarning,
+            stacklevel=3,
+        )
 
 
 def _only(data: Any, ids: set[str]) -> Any:

@@ -46,6 +46,9 @@ class ManifestEntry:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     """Data files holding this record, relative to the model's folder."""
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per file: ``size``, ``sha256`` and ``records`` (how many records it holds), which
+    resume and ``load_export`` verify (see :mod:`eoembed.pipeline.integrity`)."""
     time: str = ""
     """When the outcome was recorded (UTC, ISO 8601)."""
 
@@ -100,12 +103,9 @@ class Manifest:
             finally:
                 os.close(fd)
 
-    def files_in_use(self, model: str) -> set[str]:
-        """Data files that ``ok`` records of ``model`` live in."""
-        return {
-            f for e in self.entries.values() if e.model == model and e.status == "ok"
-            for f in e.files
-        }
+    def ok_entries(self, model: str) -> list[ManifestEntry]:
+        """The entries of ``model`` whose latest outcome is ``ok``."""
+        return [e for e in self.entries.values() if e.model == model and e.status == "ok"]
 
 
 def read_manifest(out: str | Path) -> list[ManifestEntry]:

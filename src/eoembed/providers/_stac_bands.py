@@ -22,6 +22,7 @@ from eoembed.bands import (
     sentinel2,
 )
 from eoembed.providers.base import CollectionInfo
+from eoembed.providers.radiometry import HARMONISED_DN
 
 __all__ = [
     "EARTH_SEARCH_COLLECTIONS",
@@ -49,14 +50,14 @@ class StacCollection:
     cloud_cover: bool = True
     """Whether items carry ``eo:cloud_cover`` (searches filter on it only then)."""
 
-    def asset_bands(self, item_assets: Mapping[str, Any]) -> dict[str, str]:
-        """Band (eoembed name) -> href, from an item's assets (``pystac.Asset`` objects).
+    def band_assets(self, item_assets: Mapping[str, Any]) -> dict[str, Any]:
+        """Band (eoembed name) -> the asset serving it, from an item's assets (``pystac.Asset``).
 
         When several assets match a band (earth-search has ``red`` and ``red-jp2``), the one
         matched by key wins over one matched by ``eo:bands``, and a GeoTIFF over other formats.
         """
         lookup = {k.casefold(): v for k, v in self.aliases.items()}
-        best: dict[str, tuple[tuple[int, bool], str]] = {}
+        best: dict[str, tuple[tuple[int, bool], Any]] = {}
         for key, asset in item_assets.items():
             entries = _band_entries(asset.extra_fields)
             candidates: list[tuple[int, Any]] = [(_BY_KEY, key)]
@@ -70,11 +71,17 @@ class StacCollection:
                     continue
                 media = (asset.media_type or "").split(";")[0].strip()
                 rank = (level, media not in _TIFF_TYPES)
-                href = asset.get_absolute_href() or asset.href
                 if band not in best or rank < best[band][0]:
-                    best[band] = (rank, href)
+                    best[band] = (rank, asset)
                 break
-        return {band: href for band, (_, href) in best.items()}
+        return {band: asset for band, (_, asset) in best.items()}
+
+    def asset_bands(self, item_assets: Mapping[str, Any]) -> dict[str, str]:
+        """Band (eoembed name) -> href of the asset :meth:`band_assets` picks."""
+        return {
+            band: asset.get_absolute_href() or asset.href
+            for band, asset in self.band_assets(item_assets).items()
+        }
 
     def names_for(self, band: str) -> list[str]:
         """The catalogue spellings that map to ``band`` (for error messages)."""
@@ -105,6 +112,7 @@ SENTINEL2_L1C = StacCollection(
     CollectionInfo(
         "sentinel-2-l1c", tuple(SENTINEL2_BANDS.values()), "L1C", nodata=0.0,
         description="Sentinel-2 MSI top-of-atmosphere reflectance x 10000",
+        unit=HARMONISED_DN,
     ),
     stac_ids=("sentinel-2-l1c", "sentinel-2-c1-l1c"),
     aliases=_aliases(_S2_SPELLINGS),
@@ -113,6 +121,7 @@ SENTINEL2_L2A = StacCollection(
     CollectionInfo(
         "sentinel-2-l2a", (*sentinel2(*SENTINEL2_L2A_BANDS), _SCL), "L2A", nodata=0.0,
         description="Sentinel-2 MSI surface reflectance x 10000 and the scene classification",
+        unit=HARMONISED_DN,
     ),
     stac_ids=("sentinel-2-l2a", "sentinel-2-c1-l2a"),
     aliases=_aliases([*(p for p in _S2_SPELLINGS if p[0] != "B10"), ("SCL", ("scl",))]),

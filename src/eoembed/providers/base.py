@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eoembed.bands import BandInfo
+from eoembed.providers.radiometry import Radiometry
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -35,6 +36,9 @@ class CollectionInfo:
     nodata: float | None = 0.0
     """Value that marks missing pixels in the source files."""
     description: str = ""
+    unit: str = ""
+    """The unit pixels are served in: :data:`~eoembed.providers.radiometry.HARMONISED_DN`
+    (``"dn"``) for Sentinel-2 L1C/L2A, whatever the catalogue; ``""`` for as stored."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -57,6 +61,9 @@ class Scene:
     assets: Mapping[str, str] = field(hash=False)
     """Band name -> file path or URL."""
     cloud_cover: float | None = None
+    radiometry: Mapping[str, Radiometry] = field(default_factory=dict, hash=False)
+    """Band name -> what brings its stored values to the collection's unit (absent: as
+    stored); decided once from the catalogue metadata, applied by the reader."""
 
     @property
     def date_known(self) -> bool:

@@ -1,13 +1,13 @@
 """A content-addressed on-disk cache in front of any provider: the same request reads no network.
 
 :class:`CachedProvider` keys every ``fetch`` by the sha256 of what determines its pixels (the
-inner provider's identity, the region, its grid, the window, the sensor spec, the cache
-format and the eoembed version) and stores the answer as ``<root>/<key[:2]>/<key>.npz``:
-pixels, every coordinate (with its attributes) and the attributes as JSON. A file is only
-ever complete, because it is written under a temporary name in the same folder and renamed
-(``os.replace`` is atomic), so threads and processes can share one cache without locks; a
-cross-process lock (``filelock``) is taken only to evict. Entries that cannot be read back
-(truncated, damaged, an older format) are deleted and fetched again.
+inner provider's identity, the region, its grid, the window, the sensor spec, the cache format,
+the radiometric convention and the eoembed version) and stores the answer as
+``<root>/<key[:2]>/<key>.npz``: pixels, every coordinate (with its attributes) and the
+attributes as JSON. A file is only ever complete, because it is written under a temporary name
+in the same folder and renamed (``os.replace`` is atomic), so threads and processes can share
+one cache without locks; a cross-process lock (``filelock``) is taken only to evict. Entries
+that cannot be read back (truncated, damaged, an older format) are deleted and fetched again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from eoembed._version import __version__
 from eoembed.errors import CapabilityError, SpecError
 from eoembed.providers.base import CollectionInfo, Provider
+from eoembed.providers.radiometry import RADIOMETRY_CONVENTION
 from eoembed.specs._base import sha256_hex
 
 if TYPE_CHECKING:
@@ -249,7 +250,10 @@ class CachedProvider:
         """The sha256 hex that names the entry of ``fetch`` (or of ``fetch_series(frames=)``).
 
         The region is part of it along with its grid: providers choose scenes by the region's
-        footprint, so two regions on one grid may not give the same pixels.
+        footprint, so two regions on one grid may not give the same pixels. The radiometric
+        convention (:data:`~eoembed.providers.radiometry.RADIOMETRY_CONVENTION`) is part of
+        it too: a patch converted under other rules, or before Sentinel-2 was harmonised, is
+        fetched again.
         """
         request_grid = grid or spatial.grid(sensor.scale_m)
         method: dict[str, Any] = (
@@ -259,6 +263,7 @@ class CachedProvider:
             **method,
             "format": CACHE_FORMAT,
             "eoembed": __version__,
+            "radiometry": RADIOMETRY_CONVENTION,
             "provider": {"name": self.name, "identity": self._identity},
             "spatial": spatial.to_dict(),
             "grid": request_grid.to_dict(),
@@ -472,6 +477,7 @@ def _builtin_identity(inner: Provider) -> Any:
                     "id": s.id, "collection": s.collection, "start": s.start.isoformat(),
                     "end": s.end.isoformat(), "footprint": s.footprint_wkt,
                     "assets": dict(s.assets), "cloud_cover": s.cloud_cover,
+                    "radiometry": {b: r.to_dict() for b, r in s.radiometry.items()},
                 }
                 for s in inner.scenes
             ],

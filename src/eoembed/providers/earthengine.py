@@ -48,6 +48,7 @@ from eoembed.providers.masks import (
     SCL_MASKED,
     resolve_mask,
 )
+from eoembed.providers.radiometry import Radiometry, harmonised_collection, radiometry_record
 from eoembed.providers.scenes import to_dataarray
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def _with_bands(info: CollectionInfo, *extra: BandInfo) -> CollectionInfo:
     have = set(info.band_names)
     return CollectionInfo(
         info.id, (*info.bands, *(b for b in extra if b.name not in have)),
-        info.processing_level, nodata=None, description=info.description,
+        info.processing_level, nodata=None, description=info.description, unit=info.unit,
     )
 
 
@@ -225,10 +226,12 @@ EARTH_ENGINE_COLLECTIONS: dict[str, EarthEngineCollection] = {
 }
 """Collections served from Earth Engine, by eoembed collection id.
 
-Sentinel-2 comes from the harmonized collections (newer processing baselines shifted back to
-the older radiometry, so time series stay comparable); Landsat 8 and 9 Collection 2 Level-2
-are merged; values are Earth Engine's, unscaled (reflectance x 10000 for Sentinel-2, digital
-numbers for Landsat, dB for Sentinel-1).
+Sentinel-2 comes from the harmonized collections (``COPERNICUS/S2_HARMONIZED``,
+``COPERNICUS/S2_SR_HARMONIZED``: processing baselines >= 04.00 shifted back to the older
+radiometry), which is the unit eoembed serves Sentinel-2 in from every provider
+(:data:`~eoembed.providers.radiometry.HARMONISED_DN`), so nothing is applied here; Landsat 8
+and 9 Collection 2 Level-2 are merged; values are Earth Engine's, unscaled (reflectance x 10000
+for Sentinel-2, digital numbers for Landsat, dB for Sentinel-1).
 """
 
 
@@ -590,10 +593,26 @@ class EarthEngineProvider:
             "valid_fraction": float(valid.mean()),
             "fetch_seconds": time.perf_counter() - t0,
             "earthengine_collections": list(table.ee_ids),
+            "unit": table.info.unit,
+            "radiometry": [
+                entry for i in ids
+                for entry in radiometry_record(i, self._radiometry(table), sensor.bands)
+            ],
         }
         da = to_dataarray(data, sensor.bands, grid, attrs, copy=False)
         da.coords["clear_count"] = xr.Variable(("y", "x"), count, dict(_CLEAR_COUNT_ATTRS))
         return da
+
+    @staticmethod
+    def _radiometry(table: EarthEngineCollection) -> dict[str, Radiometry]:
+        """What eoembed applies to this collection's images: nothing, and why."""
+        if not harmonised_collection(table.info):
+            return {}
+        rule = Radiometry(
+            reason=f"Earth Engine {' + '.join(table.ee_ids)}: harmonised server-side "
+            "(baseline >= 04.00 shifted back by 1000 DN)"
+        )
+        return {b.name: rule for b in table.info.bands if not b.is_quality}
 
     # ------------------------------------------------------------------ session
 

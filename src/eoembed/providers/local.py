@@ -13,6 +13,7 @@ from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS, SENTINEL2_MASK_B
 from eoembed.errors import ProviderError, SpecError
 from eoembed.providers._stac_bands import HLS_L30, HLS_S30, LANDSAT_C2_L2
 from eoembed.providers.base import CollectionInfo, Scene
+from eoembed.providers.radiometry import HARMONISED_DN, sentinel2_radiometry
 from eoembed.providers.scenes import SceneProvider
 
 __all__ = ["KNOWN_COLLECTIONS", "LocalProvider", "footprint_of_file"]
@@ -21,6 +22,7 @@ KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
     "sentinel-2-l1c": CollectionInfo(
         "sentinel-2-l1c", tuple(SENTINEL2_BANDS.values()), "L1C", nodata=0.0,
         description="Sentinel-2 MSI top-of-atmosphere reflectance x 10000",
+        unit=HARMONISED_DN,
     ),
     "sentinel-2-l2a": CollectionInfo(
         "sentinel-2-l2a",
@@ -28,6 +30,7 @@ KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
         "L2A", nodata=0.0,
         description="Sentinel-2 MSI surface reflectance x 10000, scene classification (SCL) "
         "and cloud probability (CLDPRB)",
+        unit=HARMONISED_DN,
     ),
     # Same vocabularies as from STAC APIs, quality bands (qa_pixel, Fmask) included.
     **{c.info.id: c.info for c in (LANDSAT_C2_L2, HLS_S30, HLS_L30)},
@@ -60,7 +63,9 @@ def _scene_from_item(
     """Translate a pystac Item once; nothing past the provider sees pystac.
 
     Relative asset hrefs resolve from the item's own file, or from ``base_href`` (the item
-    collection file) for items that have none.
+    collection file) for items that have none. Sentinel-2 items of a known collection get the
+    conversion to harmonised DN their metadata calls for, as from STAC APIs
+    (:func:`~eoembed.providers.radiometry.sentinel2_radiometry`).
     """
     from pystac.utils import make_absolute_href
     from shapely.geometry import shape
@@ -74,25 +79,29 @@ def _scene_from_item(
         # STAC's end_datetime is inclusive; eoembed's intervals exclude their end day.
         end = _date(props["end_datetime"]) + dt.timedelta(days=1)
     assets: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     for key, asset in item.assets.items():
         names = [key]
         for band in asset.extra_fields.get("eo:bands", []) or []:
             names.append(band.get("name", ""))
         for name in names:
             band_name = band_alias.get(name, name)
-            if band_name:
+            if band_name and band_name not in assets:
                 href = asset.get_absolute_href() or make_absolute_href(asset.href, base_href)
-                assets.setdefault(band_name, href)
+                assets[band_name] = href
+                fields[band_name] = asset.extra_fields
     if item.geometry is None:
         raise ProviderError(f"STAC item {item.id!r} has no geometry")
+    collection = item.collection_id or props.get("collection", "unknown")
     return Scene(
         id=item.id,
-        collection=item.collection_id or props.get("collection", "unknown"),
+        collection=collection,
         start=start,
         end=end,
         footprint_wkt=shape(item.geometry).wkt,
         assets=assets,
         cloud_cover=props.get("eo:cloud_cover"),
+        radiometry=sentinel2_radiometry(KNOWN_COLLECTIONS.get(collection), props, fields),
     )
 
 
@@ -169,6 +178,7 @@ class LocalProvider(SceneProvider):
         end: str | None = None,
         scene_id: str | None = None,
         cloud_cover: float | None = None,
+        processing_baseline: str | None = None,
     ) -> LocalProvider:
         """One scene from a folder of band files.
 
@@ -182,6 +192,10 @@ class LocalProvider(SceneProvider):
                 not known exactly.
             scene_id: defaults to the folder name.
             cloud_cover: scene cloud cover in percent, if known.
+            processing_baseline: Sentinel-2 only: the product's processing baseline
+                (``"05.10"``, the ``N0510`` of its SAFE name). From ``"04.00"`` on, band
+                values carry ESA's +1000 offset, removed on reading (harmonised DN, as from
+                every provider); None takes the files as harmonised already.
         """
         from eoembed.specs.temporal import parse_date
 
@@ -214,6 +228,11 @@ class LocalProvider(SceneProvider):
             footprint_wkt=footprint_of_file(next(iter(assets.values()))),
             assets=assets,
             cloud_cover=cloud_cover,
+            radiometry=sentinel2_radiometry(
+                KNOWN_COLLECTIONS.get(collection),
+                {"s2:processing_baseline": processing_baseline} if processing_baseline else {},
+                {band: {} for band in assets},
+            ),
         )
         return cls._from_scenes([scene])
 

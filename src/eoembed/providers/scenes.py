@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from eoembed.providers.masks import CloudMask
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["SceneProvider", "clear_observations", "composite", "to_dataarray"]
+__all__ = [
+    "SceneProvider", "clear_observations", "composite", "radiometry_records", "to_dataarray"
+]
 
 _CLEAR_COUNT_ATTRS = {
     "long_name": "number of clear observations",
@@ -45,6 +47,13 @@ def clear_observations(stack: np.ndarray) -> np.ndarray:
         np.copyto(stack, np.float32(np.nan), where=~whole[:, None])
     count: np.ndarray = whole.sum(axis=0, dtype=np.uint16)
     return count
+
+
+def radiometry_records(scenes: Iterable[Scene], bands: Sequence[str]) -> list[dict[str, Any]]:
+    """``attrs["radiometry"]``: per scene, the conversion applied to each band and why."""
+    from eoembed.providers.radiometry import radiometry_record
+
+    return [entry for s in scenes for entry in radiometry_record(s.id, s.radiometry, bands)]
 
 
 def composite(stack: np.ndarray, method: str) -> np.ndarray:
@@ -313,6 +322,8 @@ class SceneProvider:
             "mask": applied,
             "masked_scene_ids": masked,
             "valid_fraction": float(valid.mean()),
+            "unit": info.unit,
+            "radiometry": radiometry_records(scenes, sensor.bands),
             "fetch_seconds": time.perf_counter() - t0,
         }
         da = to_dataarray(data, sensor.bands, grid, attrs, copy=False)
@@ -371,11 +382,19 @@ class SceneProvider:
         planes = stack.reshape(n_bands, *grid.shape)
         flags = np.empty((len(with_mask), *grid.shape), np.float32)
 
+        # What brings each plane to the collection's unit (per scene and band; None: as
+        # stored), applied right after reading: before masks and compositing.
+        rules = [
+            scene.radiometry.get(band) for scene in scenes for band in sensor.bands
+        ]
+
         def read(job: int) -> None:
             if job < n_bands:
-                planes[job] = read_onto_grid(
+                values = read_onto_grid(
                     hrefs[job], grid, resampling=sensor.resampling, nodata=info.nodata
                 )
+                rule = rules[job]
+                planes[job] = values if rule is None else rule.apply(values)
             else:
                 flags[job - n_bands] = read_onto_grid(
                     hrefs[job], grid, resampling="nearest", nodata=None

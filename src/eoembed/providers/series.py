@@ -210,6 +210,8 @@ def fetch_series(
         )
     # Exactly the NaN pixels: each observation is whole (every band) or all NaN.
     np.copyto(out, np.float32(sensor.fill_value), where=~valid[:, None])
+    from eoembed.providers.scenes import radiometry_records
+
     attrs = {
         "provider": provider.name,
         "collection": sensor.collection,
@@ -221,6 +223,8 @@ def fetch_series(
         "mask": applied,
         "masked_scene_ids": masked,
         "valid_fraction": float(valid.mean()),
+        "unit": info.unit,
+        "radiometry": radiometry_records(placed, sensor.bands),
         "fetch_seconds": time.perf_counter() - t0,
     }
     return _to_series(out, counts, plan, sensor.bands, grid, attrs)

@@ -33,6 +33,7 @@ from eoembed.providers._stac_bands import (
     StacCollection,
 )
 from eoembed.providers.base import CollectionInfo, Scene
+from eoembed.providers.radiometry import sentinel2_radiometry
 from eoembed.providers.scenes import SceneProvider
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
 
     An item with only ``start_datetime``/``end_datetime`` (acquisition day unknown) keeps that
     range; STAC's ``end_datetime`` is inclusive, the scene's ``end`` is the day after it.
+    Sentinel-2 items get the per-band conversion to harmonised DN their metadata calls for
+    (:func:`~eoembed.providers.radiometry.sentinel2_radiometry`).
     """
     from shapely.geometry import shape
 
@@ -105,14 +108,18 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
         raise ProviderError(f"STAC item {item.id!r} has neither datetime nor a datetime range")
     if item.geometry is None:
         raise ProviderError(f"STAC item {item.id!r} has no geometry")
+    assets = collection.band_assets(item.assets)
     return Scene(
         id=item.id,
         collection=collection.info.id,
         start=start,
         end=end,
         footprint_wkt=shape(item.geometry).wkt,
-        assets=collection.asset_bands(item.assets),
+        assets={b: a.get_absolute_href() or a.href for b, a in assets.items()},
         cloud_cover=props.get("eo:cloud_cover"),
+        radiometry=sentinel2_radiometry(
+            collection.info, props, {b: a.extra_fields for b, a in assets.items()}
+        ),
     )
 
 

@@ -107,13 +107,13 @@ class ZarrWriter(Writer):
 
     @classmethod
     def list_files(cls, directory: Path) -> list[str]:
-        """Every complete group, as ``embeddings.zarr/<id>``."""
+        """Every group folder, as ``embeddings.zarr/<id>``.
+
+        Empty or half-filled group folders are listed too, so that resume removes those the
+        manifest does not record instead of tripping over them on every run.
+        """
         store = Path(directory) / STORE
-        return [
-            f"{STORE}/{name}"
-            for name in list_complete(store, "*")
-            if (store / name / "zarr.json").is_file()
-        ]
+        return [f"{STORE}/{name}" for name in list_complete(store, "*") if (store / name).is_dir()]
 
     @classmethod
     def load(cls, directory: Path, *, dequantize: bool = True) -> xr.DataTree:
@@ -129,6 +129,8 @@ class ZarrWriter(Writer):
         datasets: dict[str, xr.Dataset] = {}
         for rel in cls.list_files(Path(directory)):
             group = rel.split("/", 1)[1]
+            if not (store / group / "zarr.json").is_file():
+                continue  # an incomplete group a crash left (the manifest never records one)
             ds = xr.open_dataset(store, group=group, engine="zarr", consolidated=False)
             datasets[group] = dequantize_dataset(ds) if dequantize else ds
         root = _read_json(store / "zarr.json") or {}
