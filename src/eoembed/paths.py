@@ -27,6 +27,13 @@ def _text(path: str | os.PathLike[str]) -> str:
     return text
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the root always does)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _writable_folder(folder: Path, what: str, path: Path) -> None:
     """``folder`` exists, is a folder and can be written, else say which of these fails."""
     if not folder.exists():
@@ -60,10 +67,8 @@ def check_output_file(
         raise OutputPathError(f"cannot write {what} {str(target)!r}: it is a folder")
     if target.exists() and not os.access(target, os.W_OK):
         raise OutputPathError(f"cannot write {what} {str(target)!r}: the file is read-only")
-    if make_parents:
-        check_output_dir(target.parent, what)
-    else:
-        _writable_folder(target.parent, what, target)
+    _writable_folder(_nearest_existing(target.parent) if make_parents else target.parent,
+                     what, target)
     return target
 
 
@@ -79,9 +84,7 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") 
     target = Path(_text(path)).expanduser()
     if target.exists() and not target.is_dir():
         raise OutputPathError(f"cannot write {what} {str(target)!r}: it is a file, not a folder")
-    existing = target
-    while not existing.exists():
-        existing = existing.parent
+    existing = _nearest_existing(target)
     if existing == target:
         if not os.access(target, os.W_OK | os.X_OK):
             raise OutputPathError(f"cannot write {what} {str(target)!r}: it is read-only")
