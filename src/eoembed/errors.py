@@ -23,11 +23,11 @@ __all__ = [
     "HeadNotFoundError",
     "IncompleteExportWarning",
     "ModelArgumentError",
-    "OutputPathError",
-    "RegionTooLargeError",
     "NoDataError",
+    "OutputPathError",
     "ProviderError",
     "ProviderUnavailableError",
+    "RegionTooLargeError",
     "SpecError",
     "UnknownFormatError",
     "UnknownModelError",
@@ -176,7 +176,7 @@ class WeightsNotFoundError(EoembedError, FileNotFoundError):
     """Pretrained weights are neither cached nor downloadable; the message says how to get them."""
 
 
-class CorruptFileError(EoembedError, ValueError):
+class CorruptFileError(EoembedError, OSError):
     """A file eoembed reads (weights, a head, a job file) is empty, truncated or not its format."""
 
 
