@@ -161,3 +161,15 @@ def test_export_refuses_before_calling_the_provider_or_writing(tmp_path: Path) -
 def test_projected_box_far_outside_its_crs_is_refused() -> None:
     with pytest.raises(RegionTooLargeError):
         BBox(0, 0, 1e9, 1e9, crs="EPSG:32618").grid(10)
+
+
+@pytest.mark.parametrize("bounds", [(179.0, 0.0, 180.0, 1.0), (-180.0, 0.0, -179.0, 1.0),
+                                    (-1.0, 0.0, 1.0, 1.0)],
+                         ids=["touches-east", "touches-west", "greenwich"])
+def test_regions_that_do_not_cross_keep_their_polygon(bounds: tuple[float, ...]) -> None:
+    spec = GeometrySpec.from_geometry(box(*bounds))
+    footprint = spec.lonlat_geometry()
+    assert footprint.geom_type == "Polygon"
+    assert footprint.bounds == pytest.approx(bounds)
+    assert spec.lonlat_centre() == pytest.approx(
+        ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2))
