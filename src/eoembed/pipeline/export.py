@@ -253,9 +253,9 @@ def export_batch(
     regions = [as_spatial(s) for s in spatials]
     if not regions:
         raise SpecError("regions", [], allowed="at least one region")
-    for scale_sensor in {s.scale_m: s for s in chosen.values()}.values():
-        check_grids(regions, scale_sensor)  # before anything is written (pixel budget)
-    check_models({m: model_args.get(m, {}) for m in model_ids}, device)
+    options = check_models({m: model_args.get(m, {}) for m in model_ids}, device)
+    for model_id in model_ids:  # before anything is written: pixel budget, input sizes
+        check_grids(regions, chosen[model_id], options[model_id], model_id)
 
     out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
