@@ -255,7 +255,9 @@ def export_batch(
         raise SpecError("regions", [], allowed="at least one region")
     options = check_models({m: model_args.get(m, {}) for m in model_ids}, device)
     for model_id in model_ids:  # before anything is written: pixel budget, input sizes
-        check_grids(regions, chosen[model_id], options[model_id], model_id)
+        # (under on_error="continue" a region a model cannot take is recorded as failed)
+        check_grids(regions, chosen[model_id],
+                    options[model_id] if on_error == "raise" else None, model_id)
 
     out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
