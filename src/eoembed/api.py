@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from eoembed._version import __version__
 from eoembed.embedders.context import SampleContext
 from eoembed.embedders.registry import describe_model, embedder_class, list_models
 from eoembed.embedding import Embedding
-from eoembed.errors import CapabilityError
+from eoembed.errors import CapabilityError, ModelArgumentError, SpecError
 from eoembed.grid import Grid
 from eoembed.providers.base import check_served
 from eoembed.providers.registry import get_provider
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
+    from eoembed.embedders.options import EmbedderOptions
     from eoembed.providers.base import Provider
 
 __all__ = [
@@ -81,6 +82,48 @@ def check_types(temporal: Any, output: Any, sensor: Any) -> None:
         raise SpecError("output", output, allowed="OutputSpec.pooled() or OutputSpec.grid()")
     if sensor is not None and not isinstance(sensor, SensorSpec):
         raise SpecError("sensor", sensor, allowed="a SensorSpec or None (the model's default)")
+
+
+def check_grids(
+    regions: Sequence[SpatialSpec], sensor: SensorSpec,
+    options: EmbedderOptions | None = None, model: str = "",
+) -> None:
+    """Make each region's grid now, before a model is built or a pixel is read.
+
+    A region past the pixel budget, with no finite extent in its grid CRS, or of a size the
+    model's ``options`` cannot embed, fails here; with several regions the message names its
+    index.
+    """
+    from eoembed.regions import located_error
+
+    for index, region in enumerate(regions):
+        where = f"regions[{index}]" if len(regions) > 1 else ""
+        try:
+            grid = region.grid(sensor.scale_m)
+            if options is not None:
+                options.check_input(model, grid.height, grid.width)
+        except SpecError as exc:
+            raise (located_error(where, exc) if where else exc) from None
+        except ModelArgumentError as exc:
+            raise (ModelArgumentError(f"{where}: {exc}") if where else exc) from None
+
+
+def check_models(
+    model_args: Mapping[str, Mapping[str, Any]], device: str
+) -> dict[str, EmbedderOptions]:
+    """Parse each model's arguments and the device now, before a file is written.
+
+    Building a model comes later (and loads weights); its arguments and the device are known
+    up front, so a wrong one (``num_features=10**9``, ``cuda:7``) leaves nothing behind.
+
+    Returns:
+        Each model's parsed options (for :func:`check_grids`).
+    """
+    from eoembed.embedders.base import resolve_device
+
+    options = {m: embedder_class(m).Options.parse(m, dict(args)) for m, args in model_args.items()}
+    resolve_device(device)
+    return options
 
 
 def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
@@ -244,6 +287,9 @@ def get_embeddings_batch(
     t0 = time.perf_counter()
     output = output or OutputSpec.pooled()
     check_types(temporal, output, sensor)
+    for name, count in (("batch_size", batch_size), ("fetch_workers", fetch_workers)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SpecError(name, count, allowed="a whole number >= 1")
     regions = [as_spatial(s) for s in spatials]
     card = describe_model(model)
     if output.mode not in card.outputs:
@@ -255,6 +301,8 @@ def get_embeddings_batch(
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     frames = check_model_frames(card, frames, source, temporal)
+    options = check_models({model: model_args}, device)[model]
+    check_grids(regions, sensor, options, model)
     embedder = cached_embedder(model, device, batch_size, model_args)
     t_built = time.perf_counter()
 
@@ -391,6 +439,7 @@ def inspect_input(
     source = get_provider(provider)
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
+    check_grids([region], sensor)
     patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
     norm = card.input.normalisation
     patch.attrs.update(

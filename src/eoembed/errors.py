@@ -14,16 +14,20 @@ __all__ = [
     "CapabilityError",
     "ChecksumError",
     "CorruptExportError",
+    "CorruptFileError",
     "DependencyNotFoundError",
     "EoembedError",
     "EoembedWarning",
     "ExportConflictError",
     "ExportLockedError",
+    "HeadNotFoundError",
     "IncompleteExportWarning",
     "ModelArgumentError",
     "NoDataError",
+    "OutputPathError",
     "ProviderError",
     "ProviderUnavailableError",
+    "RegionTooLargeError",
     "SpecError",
     "UnknownFormatError",
     "UnknownModelError",
@@ -68,6 +72,14 @@ class SpecError(EoembedError, ValueError):
         self.allowed = allowed
         detail = f": {reason}" if reason else ""
         super().__init__(f"invalid {field}={value!r}{detail}{_allowed_text(allowed)}")
+
+
+class RegionTooLargeError(SpecError):
+    """A region whose pixel grid exceeds the pixel budget; raised before any pixel is read.
+
+    Reading it would allocate ``bands x pixels`` floats at once (a 10 x 10 degree box at 10 m
+    is 12 billion pixels), so eoembed refuses it up front and says how to proceed.
+    """
 
 
 class UnknownProviderError(EoembedError, ValueError):
@@ -162,6 +174,21 @@ class DependencyNotFoundError(EoembedError, ImportError):
 
 class WeightsNotFoundError(EoembedError, FileNotFoundError):
     """Pretrained weights are neither cached nor downloadable; the message says how to get them."""
+
+
+class CorruptFileError(EoembedError, OSError):
+    """A file eoembed reads (weights, a head, a job file) is empty, truncated or not its format."""
+
+
+class OutputPathError(EoembedError, OSError):
+    """An output path eoembed cannot write: empty, under a file, in a missing or read-only folder.
+
+    Checked before any work, so a long run never fails at its last step.
+    """
+
+
+class HeadNotFoundError(EoembedError, FileNotFoundError):
+    """A folder that holds no eoembed head (its ``config.json`` or weights file is missing)."""
 
 
 class ChecksumError(EoembedError, OSError):

@@ -8,6 +8,7 @@ the same grid through every provider.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,27 @@ if TYPE_CHECKING:
     from pyproj import Transformer
     from shapely.geometry.base import BaseGeometry
 
-__all__ = ["Grid", "local_metric_crs", "reproject_geometry", "transformer"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "Grid",
+    "check_pixel_budget",
+    "local_metric_crs",
+    "max_pixels",
+    "reproject_geometry",
+    "transformer",
+]
+
+DEFAULT_MAX_PIXELS = 25_000_000
+"""Largest grid (width x height) one region may read: 5000 x 5000 px, a 50 km square at 10 m.
+
+A provider holds every band of a region in memory at once (13 float32 Sentinel-2 bands of this
+size are 1.3 GB, and a median composite holds one such stack per scene), so a region past it is
+refused before any I/O. Raise it with :data:`MAX_PIXELS_ENV`; cover larger areas with many
+regions, or read them at a coarser ``scale_m``."""
+
+MAX_PIXELS_ENV = "EOEMBED_MAX_PIXELS"
+"""Environment variable overriding :data:`DEFAULT_MAX_PIXELS` (a whole number of pixels)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,46 @@ class Grid:
             col = math.floor(x / resolution) - n // 2
             row = math.floor(y / resolution) + n // 2 + 1
         return cls(crs, col * resolution, row * resolution, resolution, n, n)
+
+
+def max_pixels() -> int:
+    """The pixel budget of one region: ``$EOEMBED_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Read on every call, so it reaches worker processes and can be changed between runs.
+    """
+    from eoembed.errors import SpecError
+
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SpecError(MAX_PIXELS_ENV, raw, allowed="a whole number of pixels >= 1")
+    return value
+
+
+def check_pixel_budget(grid: Grid, limit: int | None = None) -> Grid:
+    """``grid`` itself, or a :class:`~eoembed.errors.RegionTooLargeError` past the budget.
+
+    Args:
+        grid: the grid a region reads onto.
+        limit: the budget in pixels (default :func:`max_pixels`).
+    """
+    from eoembed.errors import RegionTooLargeError
+
+    budget = max_pixels() if limit is None else limit
+    pixels = grid.width * grid.height
+    if pixels > budget:
+        raise RegionTooLargeError(
+            "region", f"{grid.width} x {grid.height} px of {grid.resolution:g} m on {grid.crs}",
+            allowed=f"at most {budget:,} pixels per region (set {MAX_PIXELS_ENV} to raise the "
+            "budget, split the area into several regions, or read it at a coarser scale_m)",
+            reason=f"{pixels:,} pixels would be read into memory at once",
+        )
+    return grid
 
 
 def local_metric_crs(lon: float, lat: float) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "GEOJSON_SUFFIXES",
     "PARQUET_SUFFIXES",
     "Regions",
+    "check_unique_columns",
     "located_error",
     "read_regions",
 ]
@@ -80,7 +81,8 @@ def located_error(where: str, error: SpecError) -> SpecError:
     message = str(error)
     detail = message[len(bare):len(message) - len(allowed)] if message.startswith(bare) else ""
     reason = detail.removeprefix(": ") or None
-    return SpecError(f"{where}: {error.field}", error.value, error.allowed, reason=reason)
+    # type(error): a subclass (RegionTooLargeError) stays catchable as itself.
+    return type(error)(f"{where}: {error.field}", error.value, error.allowed, reason=reason)
 
 
 def _fail(
@@ -278,10 +280,24 @@ def _csv_rows(path: Path, id_column: str | None) -> Iterator[_Row]:
                         reason=str(exc)) from None
 
 
+def check_unique_columns(path: Path | str, header: Sequence[str]) -> None:
+    """Refuse a table header naming a column twice (case-insensitively).
+
+    Which of the two holds the data would be a guess (``csv.DictReader`` keeps the last,
+    pandas the first).
+    """
+    names = [str(h).strip().lower() for h in header]
+    twice = next((h for h in names if names.count(h) > 1), None)
+    if twice is not None:
+        raise SpecError(f"{path}: columns", list(header), allowed="each column once",
+                        reason=f"column {twice!r} appears {names.count(twice)} times")
+
+
 def _csv_table(path: Path, id_column: str | None) -> Iterator[_Row]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         header = list(reader.fieldnames or [])
+        check_unique_columns(path, header)
         lon_col = _column(path, header, LON_COLUMNS, "longitude")
         lat_col = _column(path, header, LAT_COLUMNS, "latitude")
         buffer_col = next((h for h in header if h.strip().lower() == BUFFER_COLUMN), None)

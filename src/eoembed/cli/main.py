@@ -1,13 +1,15 @@
 """``eoembed``: models, describe, embed, weights. Parsing and printing only; the API does the work.
 
-User errors (any :class:`~eoembed.errors.EoembedError`, and bad or missing options) print one
-red line, ``error: <message>``, on stderr and exit with code 2; anything else is a bug and
-keeps its traceback.
+User errors (any :class:`~eoembed.errors.EoembedError`, bad or missing options, and the
+machine refusing a path: read-only, full, not a folder) print one red line,
+``error: <message>``, on stderr and exit with code 2; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -54,6 +56,7 @@ from eoembed.cli.options import (
     parse_model_args,
 )
 from eoembed.errors import DependencyNotFoundError, EoembedError
+from eoembed.paths import check_output_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,6 +70,14 @@ __all__ = ["PLUGIN_GROUP", "app", "load_plugins", "main"]
 
 _USAGE_ERROR = cast(type[Exception], typer.BadParameter.__base__)
 """click's ``UsageError`` (bad, missing or unknown options), wherever typer takes click from."""
+
+_MACHINE_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG,
+})
+"""``OSError`` numbers that the machine or the paths given cause (a read-only or full disk, a
+file where a folder must be), never a bug: reported as user errors even when they surface
+after the up-front checks (a disk filling up during an export)."""
 
 _SHOWN_VALUES = 8
 """How many leading values of the vector ``embed`` prints."""
@@ -98,6 +109,12 @@ def _user_errors() -> Iterator[None]:
             raise
         format_message = getattr(exc, "format_message", None)
         _print_error(format_message() if callable(format_message) else str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.errno not in _MACHINE_ERRNOS:
+            raise
+        where = f": {exc.filename!r}" if exc.filename is not None else ""
+        _print_error(f"{exc.strerror or type(exc).__name__}{where}")
         raise typer.Exit(2) from None
 
 
@@ -413,8 +430,9 @@ def embed_command(
 
     The region is --lon/--lat/--buffer-m (a square in ground metres) or --bbox/--crs; the
     window is --year or --start/--end. For grid output the printed vector is the grid pooled
-    with --pooling. With --png the model runs once, in grid mode: the grid makes the picture
-    and, pooled with --pooling, gives the vector (identical to the model's pooled output).
+    with --pooling. With --png and a --pooling that reduces the grid, the model runs once, in
+    grid mode: the grid makes the picture and, reduced, gives the vector (identical to the
+    model's pooled output); a class-token or native pooling runs it twice.
     """
     from eoembed import OutputSpec, get_embedding
 
@@ -423,8 +441,11 @@ def embed_command(
     wanted = _output_spec(output, pooling)
     if out is not None:
         check_out_path(out, wanted.mode)
-    if png is not None and importlib.util.find_spec("matplotlib") is None:
-        raise DependencyNotFoundError("matplotlib", "plot")
+        check_output_file(out, "--out")
+    if png is not None:
+        check_output_file(png, "--png")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise DependencyNotFoundError("matplotlib", "plot")
     # With --png one grid run serves both, unless the vector is not a reduction of the grid.
     one_run = png is not None and pooling.value == _grid_reduction(pooling)
     model_args = parse_model_args(arg or [])

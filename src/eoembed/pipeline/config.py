@@ -372,6 +372,14 @@ class ExportConfig(_Section):
         """A single inline region may be given without a list around it."""
         return [value] if isinstance(value, Mapping) else value
 
+    @field_validator("out", mode="before")
+    @classmethod
+    def _named_out(cls, value: Any) -> Any:
+        """An empty ``out`` would be the current folder: refused, not guessed."""
+        if isinstance(value, str) and not value.strip():
+            raise SpecError("out", value, allowed="a folder path")
+        return value
+
     @field_validator("models", mode="before")
     @classmethod
     def _model_ids(cls, value: Any) -> Any:
@@ -396,6 +404,8 @@ class ExportConfig(_Section):
             if model_id in ids[:index]:
                 raise SpecError(f"models[{index}].id", model_id, allowed="each model once")
         if not isinstance(self.regions, Path):
+            if not self.regions:
+                raise SpecError("regions", [], allowed="at least one region (a list, or a file)")
             self.spatials()
         return self
 
@@ -436,6 +446,10 @@ class ExportConfig(_Section):
         except OSError as exc:
             raise SpecError("config", str(path), allowed="a readable YAML job file",
                             reason=exc.strerror or type(exc).__name__) from None
+        except UnicodeDecodeError as exc:
+            raise SpecError("config", str(path), allowed="a UTF-8 YAML job file",
+                            reason=f"byte {exc.object[exc.start]:#04x} at offset {exc.start} is "
+                            "not UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

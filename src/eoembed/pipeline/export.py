@@ -27,6 +27,7 @@ from eoembed.errors import (
     SpecError,
     UnsafeExportPathError,
 )
+from eoembed.paths import check_output_dir
 from eoembed.pipeline.engine import EngineSettings, RunCounts, run_plan
 from eoembed.pipeline.folder import (
     JOB_FILE,
@@ -211,7 +212,9 @@ def export_batch(
     from eoembed.api import (
         cached_embedder,
         check_contract,
+        check_grids,
         check_model_frames,
+        check_models,
         check_types,
         default_sensor,
     )
@@ -254,8 +257,15 @@ def export_batch(
     for model_id in model_ids:
         frames = check_model_frames(cards[model_id], frames, source, temporal)
     regions = [as_spatial(s) for s in spatials]
+    if not regions:
+        raise SpecError("regions", [], allowed="at least one region")
+    options = check_models({m: model_args.get(m, {}) for m in model_ids}, device)
+    for model_id in model_ids:  # before anything is written: pixel budget, input sizes
+        # (under on_error="continue" a region a model cannot take is recorded as failed)
+        check_grids(regions, chosen[model_id],
+                    options[model_id] if on_error == "raise" else None, model_id)
 
-    out = Path(out)
+    out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
     with export_lock(out):
         job = _open_job(out, overwrite=overwrite, resume=resume)

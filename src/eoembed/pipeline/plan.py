@@ -180,7 +180,7 @@ def plan_fetches(
                 grid_key = (spatial.fingerprint, sensor.scale_m)
                 grid = grids.get(grid_key)
                 if grid is None:
-                    grid = grids[grid_key] = spatial.grid(sensor.scale_m)
+                    grid = grids[grid_key] = _grid(index, spatial, sensor.scale_m)
                 read = [grid.to_dict(), temporal.to_dict(), sensor.to_dict(), provider]
                 key = sha256_hex(read if frames is None else [*read, {"frames": frames}])
                 task = tasks.get(key)
@@ -189,3 +189,13 @@ def plan_fetches(
                 task.jobs.append(job)
     return Plan(list(tasks.values()), reused, stale, len(seen))
 
+
+def _grid(index: int, spatial: SpatialSpec, scale_m: float) -> Grid:
+    """``spatial``'s grid; a region past the pixel budget fails the plan, naming its index."""
+    from eoembed.errors import SpecError
+    from eoembed.regions import located_error
+
+    try:
+        return spatial.grid(scale_m)
+    except SpecError as exc:
+        raise located_error(f"regions[{index}]", exc) from None

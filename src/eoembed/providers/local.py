@@ -149,9 +149,13 @@ class LocalProvider(SceneProvider):
             raise ProviderError(f"no STAC file at {path!r}")
         obj: pystac.STACObject | pystac.ItemCollection
         try:
-            obj = pystac.read_file(path)
-        except pystac.STACTypeError:
-            obj = pystac.ItemCollection.from_file(path)
+            try:
+                obj = pystac.read_file(path)
+            except pystac.STACTypeError:
+                obj = pystac.ItemCollection.from_file(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError: ValueError
+            raise ProviderError(f"{path!r} is not a STAC JSON file: {type(exc).__name__}: "
+                                f"{exc}") from None
         if isinstance(obj, pystac.Item):
             items = [obj]
         elif isinstance(obj, pystac.ItemCollection):

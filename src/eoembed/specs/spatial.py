@@ -3,18 +3,25 @@
 Each spatial spec knows its footprint and the pixel :class:`~eoembed.grid.Grid` a request
 for it reads onto: the spec's own CRS when that is projected in metres, otherwise the local
 UTM zone, so that ``scale_m`` and ``buffer_m`` are ground metres everywhere on Earth.
+
+Regions across the antimeridian (a point at lon 179.999, a lon/lat polygon split at 180 or
+with an edge across it) read onto the small grid of their own UTM zone, and their lon/lat
+footprint is split at 180 as RFC 7946 says (:mod:`eoembed.dateline`). Every grid is checked
+against the pixel budget (:func:`eoembed.grid.max_pixels`) when it is made, before any I/O.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
+from eoembed import dateline
 from eoembed.errors import SpecError
-from eoembed.grid import Grid, local_metric_crs, reproject_geometry
+from eoembed.grid import Grid, check_pixel_budget, local_metric_crs, reproject_geometry
 from eoembed.specs._base import Spec, check_finite
 
 if TYPE_CHECKING:
@@ -81,8 +88,21 @@ class SpatialSpec(Spec):
         raise NotImplementedError
 
     def lonlat_geometry(self) -> BaseGeometry:
-        """The footprint in lon/lat (CRS84 axis order)."""
-        return reproject_geometry(self.geometry(), self.crs, "OGC:CRS84")
+        """The footprint in lon/lat (CRS84 axis order), split at 180 when it crosses it."""
+        return _lonlat_footprint(self.geometry(), self.crs)
+
+    def lonlat_centre(self) -> tuple[float, float]:
+        """(lon, lat) of the footprint's centroid, taken across 180 when it crosses it."""
+        return dateline.lonlat_centre(self.lonlat_geometry())
+
+    def _projectable_geometry(self) -> BaseGeometry:
+        """The footprint in ``self.crs``, continuous across 180 when lon/lat crosses it."""
+        geom = self.geometry()
+        if _crs(f"{self.type_name}.crs", self.crs).is_geographic and (
+            dateline.crosses_antimeridian(geom)
+        ):
+            return dateline.unwrap(geom)
+        return geom
 
     def grid_crs(self) -> str:
         """The spec's own CRS when projected in metres, else the local UTM zone.
@@ -97,14 +117,36 @@ class SpatialSpec(Spec):
             (a.unit_name or "").lower() in ("metre", "meter") for a in crs.axis_info
         ):
             return self.crs
-        centre = self.lonlat_geometry().centroid
-        return local_metric_crs(centre.x, centre.y)
+        lon, lat = self.lonlat_centre()
+        return local_metric_crs(lon, lat)
 
     def grid(self, scale_m: float) -> Grid:
-        """The snapped pixel grid, ``scale_m`` ground metres per pixel, covering the footprint."""
+        """The snapped pixel grid, ``scale_m`` ground metres per pixel, covering the footprint.
+
+        Grids are remembered per (spec, scale): plans and providers ask for them repeatedly.
+
+        Raises:
+            RegionTooLargeError: the grid exceeds the pixel budget
+                (:func:`eoembed.grid.max_pixels`).
+            SpecError: the footprint has no finite extent in the grid's CRS.
+        """
+        return check_pixel_budget(_grid_of(self, float(scale_m)))
+
+    def _grid(self, scale_m: float) -> Grid:
+        """The grid :meth:`grid` returns, before the budget check."""
         crs = self.grid_crs()
-        bounds = reproject_geometry(self.geometry(), self.crs, crs).bounds
+        bounds = reproject_geometry(self._projectable_geometry(), self.crs, crs).bounds
+        if not all(math.isfinite(v) for v in bounds):
+            raise SpecError(
+                f"{self.type_name}.crs", self.crs, allowed="coordinates inside the CRS's area",
+                reason=f"the footprint has no finite extent in {crs}",
+            )
         return Grid.snapped(crs, bounds, scale_m)
+
+
+@lru_cache(maxsize=4096)
+def _grid_of(spec: SpatialSpec, scale_m: float) -> Grid:
+    return spec._grid(scale_m)
 
 
 @dataclass(frozen=True)
@@ -112,7 +154,8 @@ class BBox(SpatialSpec):
     """An axis-aligned box ``(minlon, minlat, maxlon, maxlat)`` in ``crs``.
 
     With a projected ``crs`` the four numbers are that CRS's x/y (the names keep rs-embed's
-    signature). Boxes that cross the antimeridian must be split in two.
+    signature). A box across the antimeridian is two boxes, or one :class:`GeometrySpec`
+    (polygons may cross 180).
     """
 
     minlon: float
@@ -131,7 +174,8 @@ class BBox(SpatialSpec):
         if self.minlon >= self.maxlon:
             raise SpecError(
                 "BBox.maxlon", self.maxlon, allowed=f"a value > minlon={self.minlon}",
-                reason="empty or reversed box (split boxes that cross the antimeridian)",
+                reason="empty or reversed box (a box across the antimeridian is two boxes, or "
+                "one GeometrySpec polygon, which may cross 180)",
             )
         if self.minlat >= self.maxlat:
             raise SpecError(
@@ -187,17 +231,31 @@ class PointBuffer(SpatialSpec):
         crs = self.grid_crs()
         x, y = _reproject_point(self.lon, self.lat, crs)
         square = box(x - self.buffer_m, y - self.buffer_m, x + self.buffer_m, y + self.buffer_m)
-        return reproject_geometry(square, crs, "OGC:CRS84")
+        return _lonlat_footprint(square, crs)
 
     def grid_crs(self) -> str:
         """The UTM (or polar UPS) zone of the point."""
         return local_metric_crs(self.lon, self.lat)
 
-    def grid(self, scale_m: float) -> Grid:
+    def _grid(self, scale_m: float) -> Grid:
         """A square grid centred (to half a pixel) on the point, ``2*buffer_m`` wide."""
         crs = self.grid_crs()
         x, y = _reproject_point(self.lon, self.lat, crs)
         return Grid.centred(crs, x, y, self.buffer_m, scale_m)
+
+
+def _lonlat_footprint(geom: BaseGeometry, crs: str) -> BaseGeometry:
+    """``geom`` (in ``crs``) in lon/lat, split at 180 (RFC 7946) when it crosses it.
+
+    A geometry already in lon/lat is continuous across 180 first, so that densifying its
+    edges follows the short way round.
+    """
+    if _crs("crs", crs).is_geographic and dateline.crosses_antimeridian(geom):
+        geom = dateline.unwrap(geom)
+    lonlat = reproject_geometry(geom, crs, "OGC:CRS84")
+    if dateline.crosses_antimeridian(lonlat):  # also a ring round a pole (UPS squares)
+        return dateline.split(lonlat)
+    return lonlat
 
 
 def _reproject_point(lon: float, lat: float, crs: str) -> tuple[float, float]:
@@ -219,13 +277,14 @@ class GeometrySpec(SpatialSpec):
     crs: str = "EPSG:4326"
 
     def __post_init__(self) -> None:
+        from shapely.errors import ShapelyError
         from shapely.geometry import mapping, shape
         from shapely.validation import explain_validity
 
         object.__setattr__(self, "crs", _canonical_crs("GeometrySpec.crs", self.crs))
         try:
             geom = shape(json.loads(self.geojson))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ShapelyError) as exc:
             raise SpecError(
                 "GeometrySpec.geojson", self.geojson[:80], allowed="a GeoJSON geometry",
                 reason=str(exc),
@@ -254,7 +313,14 @@ class GeometrySpec(SpatialSpec):
         if isinstance(obj, GeoInterface):
             obj = obj.__geo_interface__
         if isinstance(obj, str):
-            obj = json.loads(obj)
+            try:
+                obj = json.loads(obj)
+            except json.JSONDecodeError as exc:
+                raise SpecError(
+                    "geometry", obj[:80], reason=f"not GeoJSON text ({exc})",
+                    allowed="a spec (BBox, PointBuffer, GeometrySpec), a (minlon, minlat, "
+                    "maxlon, maxlat) tuple, a shapely geometry or a GeoJSON dict or text",
+                ) from None
         if not isinstance(obj, Mapping):
             raise SpecError(
                 "geometry", type(obj).__name__,
