@@ -16,9 +16,6 @@ Each must give the patch, and the embeddings, of the unshifted files.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +34,7 @@ from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
 from eoembed.providers.radiometry import HARMONISED_DN, Radiometry
 from eoembed.providers.stac import scene_from_item
 from eoembed.testing import make_cog, make_stac_catalog, make_stac_item
-from test_stac import FILE_SERVER, RUSTAC, _free_port, _stop, _wait_ready
+from eoembed.testing.servers import serve_catalogue
 
 pytest.importorskip("pystac_client")
 
@@ -161,48 +158,24 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Ite
     pytest.importorskip("RangeHTTPServer", reason="the file server (test extra)")
     root = tmp_path_factory.mktemp("baseline")
     cogs = _cogs(sample_dir, root / "cogs")
-    api_port = _free_port()
-    api = f"http://127.0.0.1:{api_port}"
-    files_proc = subprocess.Popen(
-        [sys.executable, "-c", FILE_SERVER, str(root / "cogs"), api],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert files_proc.stdout is not None
-        files = f"http://127.0.0.1:{int(files_proc.stdout.readline())}"
-        _wait_ready(f"{files}/_stats", files_proc, "file server")
-        items = [
+
+    def items(files: str) -> list[dict[str, Any]]:
+        found = [
             _item(f"{name}-item", layout, _files(cogs, layout.shifted), RGBN, href=files)
             for name, layout in LAYOUTS.items()
         ]
-        items.append(_item("c1-l1c-item", L1C_LAYOUT, _files(cogs, True), ALL13, href=files))
+        found.append(_item("c1-l1c-item", L1C_LAYOUT, _files(cogs, True), ALL13, href=files))
         pc = LAYOUTS["planetary-computer"]
-        items += [  # one scene before baseline 04.00, one after: same footprint, two dates
+        found += [  # one scene before baseline 04.00, one after: same footprint, two dates
             _item("mixed-2021", pc, _files(cogs, False), RGBN, date="2021-06-01", href=files,
                   properties={"s2:processing_baseline": "03.01"}, collection="pc-mixed"),
             _item("mixed-2022", pc, _files(cogs, True), RGBN, date="2022-06-01", href=files,
                   properties={"s2:processing_baseline": "04.00"}, collection="pc-mixed"),
         ]
-        path = root / "items.json"
-        path.write_text(json.dumps(
-            {"type": "FeatureCollection", "features": [i.to_dict() for i in items]}
-        ))
-        launcher = root / "rustac_cli.py"
-        launcher.write_text(RUSTAC)
-        log = (root / "rustac.log").open("w")
-        api_proc = subprocess.Popen(
-            [sys.executable, str(launcher), "serve", "--addr", f"127.0.0.1:{api_port}",
-             "--create-collections", str(path)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_ready(f"{api}/", api_proc, "rustac serve")
-            yield Catalogue(api, cogs, root)
-        finally:
-            _stop(api_proc)
-            log.close()
-    finally:
-        _stop(files_proc)
+        return [i.to_dict() for i in found]
+
+    with serve_catalogue(root, root / "cogs", items) as (_, api):
+        yield Catalogue(api, cogs, root)
 
 
 def _unshifted(catalogue: Catalogue, collection: str) -> LocalProvider:

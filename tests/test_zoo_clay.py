@@ -201,8 +201,10 @@ def _v15_module() -> Any:
 
 def test_clay_v15_matches_terratorch(
     offline_hub: Path, monkeypatch: pytest.MonkeyPatch, sample_provider: Any,  # noqa: F811
+    shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     """v1.5 (ViT-L) against TerraTorch's ``clay_v15`` encoder run as Clay's tutorials do."""
+    shallow("clay-v1.5")
     v15 = _v15_module()
     # claymodel/model.py clay_mae_large, as TerraTorch ships it.
     large = {"dim": 1024, "depth": 24, "heads": 16, "dim_head": 64, "mlp_ratio": 4}
@@ -241,11 +243,12 @@ def test_clay_v15_matches_terratorch(
 
 def test_clay_loads_a_checkpoint_written_by_lightning(
     offline_hub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
-    sample_provider: Any,
+    sample_provider: Any, shallow: Callable[[str], None],  # noqa: F811
 ) -> None:
     """One ``Trainer.fit`` step with an optimizer, LR scheduler, ``ModelCheckpoint`` and
     ``save_hyperparameters`` (paths and a namespace among them): the ``.ckpt`` loads through
     eoembed's loader (``weights_only=True``) into the weights the module ended with."""
+    shallow("clay-v1.5")
     lightning = pytest.importorskip("lightning")
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, TensorDataset

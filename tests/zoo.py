@@ -88,6 +88,7 @@ DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "clay": (
         ("terratorch.models.backbones.clay_v1.modules:Transformer", "depth"),
         ("terratorch.models.backbones.clay_v1.embedder:Embedder", "out_indices"),
+        ("terratorch.models.backbones.clay_v15.model:Encoder", "depth"),
     ),
     "galileo": (("eoembed.embedders._vendor.galileo.single_file_galileo:GalileoBase", "depth"),),
     "olmoearth": (  # encoder and decoder

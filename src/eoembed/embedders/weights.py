@@ -440,10 +440,15 @@ def load_state_dict(path: Path) -> dict[str, Any]:
                                f"({type(exc).__name__}: {first})") from None
     except pickle.UnpicklingError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [""]
-        # torch's message opens with advice to load unsafely; the line after "WeightsUnpickler
-        # error" names the object (or, for bytes that are no pickle, the opcode).
-        at = next((i for i, ln in enumerate(lines) if "WeightsUnpickler error" in ln), None)
-        why = lines[at + 1] if at is not None and at + 1 < len(lines) else lines[0]
+        # torch's message opens with advice to load unsafely; "WeightsUnpickler error:" is
+        # followed (on its line, or the next) by the object (or, for bytes that are no
+        # pickle, the opcode).
+        marker = "WeightsUnpickler error"
+        at = next((i for i, ln in enumerate(lines) if marker in ln), None)
+        why = lines[0]
+        if at is not None:
+            rest = lines[at].split(marker, 1)[1].lstrip(": ").strip()
+            why = rest or (lines[at + 1] if at + 1 < len(lines) else why)
         if why.startswith("Unsupported operand"):
             raise CorruptFileError(
                 f"weights file {str(path)!r} is not a checkpoint (corrupt?): {why}"

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "L2A_ITEM",
     "Servers",
     "free_port",
+    "serve_catalogue",
     "serve_sample_stac",
 ]
 
@@ -391,17 +392,7 @@ def serve_sample_stac(root: str | Path, sample_dir: str | Path) -> Iterator[Serv
                      blocksize=256)
     sizes = {band: (cogs / f"{band}.tif").stat().st_size for band in BANDS}
 
-    api_port = free_port()
-    api = f"http://127.0.0.1:{api_port}"
-    files_proc = subprocess.Popen(
-        [sys.executable, "-c", FILE_SERVER, str(cogs), api],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert files_proc.stdout is not None
-        files = f"http://127.0.0.1:{int(files_proc.stdout.readline())}"
-        _wait_ready(f"{files}/_stats", files_proc, "file server")
-
+    def sample_items(files: str) -> list[dict[str, Any]]:
         band_files = {ES_KEYS[b]: cogs / f"{b}.tif" for b in BANDS}
         l1c = _item(L1C_ITEM, L1C, band_files, files, {k: k for k in band_files})
         # A JP2 twin of "red" (as earth-search has): the COG must win, the JP2 does not exist.
@@ -411,19 +402,45 @@ def serve_sample_stac(root: str | Path, sample_dir: str | Path) -> Iterator[Serv
         # Planetary-Computer-style keys, and no NIR asset at all.
         l2a = _item(L2A_ITEM, L2A, {b: cogs / f"{b}.tif" for b in BANDS[:3]}, files,
                     {b: ES_KEYS[b] for b in BANDS[:3]})
-        items = root / "items.json"
-        items.write_text(json.dumps({"type": "FeatureCollection", "features": [l1c, l2a]}))
+        return [l1c, l2a]
+
+    with serve_catalogue(root, cogs, sample_items) as (files, api):
+        yield Servers(files=files, api=api, sizes=sizes)
+
+
+@contextmanager
+def serve_catalogue(
+    root: str | Path, folder: str | Path, items: Callable[[str], list[dict[str, Any]]]
+) -> Iterator[tuple[str, str]]:
+    """``folder`` on the range-request file server and ``items(files_url)`` on a STAC API.
+
+    Yields the file server's and the API's root URLs; both stop on exit. ``root`` holds the
+    items file and the API's log.
+    """
+    root = Path(root)
+    api_port = free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    files_proc = subprocess.Popen(
+        [sys.executable, "-c", FILE_SERVER, str(folder), api],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert files_proc.stdout is not None
+        files = f"http://127.0.0.1:{int(files_proc.stdout.readline())}"
+        _wait_ready(f"{files}/_stats", files_proc, "file server")
+        path = root / "items.json"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": items(files)}))
         launcher = root / "rustac_cli.py"
         launcher.write_text(_RUSTAC)
         with (root / "rustac.log").open("w") as log:
             api_proc = subprocess.Popen(
                 [sys.executable, str(launcher), "serve", "--addr", f"127.0.0.1:{api_port}",
-                 "--create-collections", str(items)],
+                 "--create-collections", str(path)],
                 stdout=log, stderr=subprocess.STDOUT,
             )
             try:
                 _wait_ready(f"{api}/", api_proc, "rustac serve")
-                yield Servers(files=files, api=api, sizes=sizes)
+                yield files, api
             finally:
                 _stop(api_proc)
     finally:
