@@ -278,6 +278,22 @@ def test_local_stac_gives_the_same_patch(catalogue: Catalogue, tmp_path: Path) -
         np.testing.assert_array_equal(got.values, via_api.values)
 
 
+def test_local_stac_reads_items_saved_from_an_api_as_they_are(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """Earth Search items saved to disk keep ``sentinel-2-c1-l2a`` and ``red``/``nir`` keys:
+    no band_alias needed, and they are harmonised as from the API."""
+    layout = LAYOUTS["earth-search-c1"]
+    item = _item("saved-c1", layout, _files(catalogue.cogs, layout.shifted), RGBN)
+    assert item.collection_id == "sentinel-2-c1-l2a"
+    provider = LocalProvider.from_stac(make_stac_catalog(tmp_path / "stac", [item]))
+    sensor = SensorSpec(L2A, RGBN)
+    got = provider.fetch(REGION, WINDOW, sensor)
+    expected = _unshifted(catalogue, L2A).fetch(REGION, WINDOW, sensor)
+    np.testing.assert_allclose(got.values, expected.values, rtol=0, atol=1e-3)
+    assert got.attrs["radiometry"]
+
+
 def test_local_folder_with_a_declared_baseline(catalogue: Catalogue) -> None:
     sensor = SensorSpec(L1C, ALL13)
     folder = LocalProvider.from_folder(

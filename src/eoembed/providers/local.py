@@ -11,7 +11,12 @@ from typing import Any
 
 from eoembed.bands import SENTINEL2_BANDS, SENTINEL2_L2A_BANDS, SENTINEL2_MASK_BANDS
 from eoembed.errors import ProviderError, SpecError
-from eoembed.providers._stac_bands import HLS_L30, HLS_S30, LANDSAT_C2_L2
+from eoembed.providers._stac_bands import (
+    HLS_L30,
+    HLS_S30,
+    KNOWN_STAC_COLLECTIONS,
+    LANDSAT_C2_L2,
+)
 from eoembed.providers.base import CollectionInfo, Scene
 from eoembed.providers.radiometry import HARMONISED_DN, sentinel2_radiometry
 from eoembed.providers.scenes import SceneProvider
@@ -39,6 +44,12 @@ KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
 
 Quality bands (``SCL``, ``qa_pixel``, ``Fmask``...) are served like other bands, so files of
 them feed per-pixel cloud masks (:mod:`eoembed.providers.masks`)."""
+
+
+_KNOWN_BY_STAC_ID = {
+    stac_id: c for c in KNOWN_STAC_COLLECTIONS.values() for stac_id in c.stac_ids
+}
+"""Known collections by the ids STAC APIs give them."""
 
 
 def footprint_of_file(path: str) -> str:
@@ -71,6 +82,13 @@ def _scene_from_item(
     from shapely.geometry import shape
 
     props = item.properties
+    # Items saved from a STAC API keep its collection id and band spellings: read them as
+    # the STAC provider does (earth-search's sentinel-2-c1-l2a and "red" are sentinel-2-l2a
+    # and B04), the caller's band_alias first.
+    stac_id = item.collection_id or props.get("collection", "unknown")
+    known = _KNOWN_BY_STAC_ID.get(stac_id)
+    collection = known.info.id if known is not None else stac_id
+    band_alias = {**(known.aliases if known is not None else {}), **band_alias}
     if item.datetime is not None:
         start = item.datetime.date()
         end = start + dt.timedelta(days=1)
@@ -92,7 +110,6 @@ def _scene_from_item(
                 fields[band_name] = asset.extra_fields
     if item.geometry is None:
         raise ProviderError(f"STAC item {item.id!r} has no geometry")
-    collection = item.collection_id or props.get("collection", "unknown")
     return Scene(
         id=item.id,
         collection=collection,
