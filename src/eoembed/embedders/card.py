@@ -125,6 +125,25 @@ class WeightsSource:
     """Other files of the same Hub repository and revision the model is built from (a
     release's ``config.json``); downloaded with the weights."""
 
+    @classmethod
+    def from_hub_url(cls, url: str, licence: str) -> WeightsSource:
+        """A TorchGeo enum URL ``https://hf.co/<org>/<repo>/resolve/<commit>/<file>`` -> pin.
+
+        The sha256 prefix is the ``-<hex>`` suffix of the file name when the publisher gave
+        one (torchvision's ``check_hash`` convention); otherwise the file is unpinned by hash.
+        """
+        parts = url.split("/")
+        resolve = parts.index("resolve")
+        repo_id = "/".join(parts[resolve - 2 : resolve])
+        revision, filename = parts[resolve + 1], "/".join(parts[resolve + 2 :])
+        stem = filename.rsplit(".", 1)[0]
+        tail = stem.rsplit("-", 1)[-1] if "-" in stem else ""
+        sha = tail if len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) else ""
+        return cls(
+            repo_id=repo_id, filename=filename, revision=revision, sha256=sha, licence=licence,
+            url=f"https://huggingface.co/{repo_id}",
+        )
+
     @property
     def pinned(self) -> bool:
         """Whether the content is fixed: the commit and the file's hash (Hub), the hash (URL)."""

@@ -42,27 +42,6 @@ _SATLAS = (
     "large-scale dataset for remote sensing image understanding. ICCV 2023. "
     "https://arxiv.org/abs/2211.15660"
 )
-_HF = "https://huggingface.co"
-
-
-def _url_source(url: str, licence: str) -> WeightsSource:
-    """A TorchGeo enum URL ``https://hf.co/<org>/<repo>/resolve/<commit>/<file>`` -> pin.
-
-    The sha256 prefix is the ``-<hex>`` suffix of the file name when the publisher gave one
-    (torchvision's ``check_hash`` convention); otherwise the file is unpinned by hash.
-    """
-    parts = url.split("/")
-    resolve = parts.index("resolve")
-    repo_id = "/".join(parts[resolve - 2 : resolve])
-    revision, filename = parts[resolve + 1], "/".join(parts[resolve + 2 :])
-    stem = filename.rsplit(".", 1)[0]
-    tail = stem.rsplit("-", 1)[-1] if "-" in stem else ""
-    sha = tail if len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) else ""
-    return WeightsSource(
-        repo_id=repo_id, filename=filename, revision=revision, sha256=sha, licence=licence,
-        url=f"{_HF}/{repo_id}",
-    )
-
 
 _SATLAS_RGB = ("B04", "B03", "B02")
 _SATLAS_MS = (*_SATLAS_RGB, "B05", "B06", "B07", "B08", "B11", "B12")
@@ -136,7 +115,7 @@ def _satlas_card(model_id: str, arch: str, dim: int, bands: tuple[str, ...], url
         input=_satlas_contract(bands),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
-        weights=_url_source(url, "ODC-BY-1.0"),
+        weights=WeightsSource.from_hub_url(url, "ODC-BY-1.0"),
         licence="ODC-BY-1.0 (weights)",
         citation=_SATLAS,
         reference=f"torchgeo.models.{enum} (torchgeo 0.8.1) + torchvision features/norm/permute",

@@ -64,28 +64,8 @@ _DECUR = (
     "common and unique representations for multimodal self-supervised learning. ECCV 2024. "
     "https://arxiv.org/abs/2309.05300"
 )
-_HF = "https://huggingface.co"
 _FGMAE_LICENCE = "unstated by the publisher (wangyi111/FGMAE)"
 _TG = "https://huggingface.co/torchgeo"
-
-
-def _url_source(url: str, licence: str) -> WeightsSource:
-    """A TorchGeo enum URL ``https://hf.co/<org>/<repo>/resolve/<commit>/<file>`` -> pin.
-
-    The sha256 prefix is the ``-<hex>`` suffix of the file name when the publisher gave one
-    (torchvision's ``check_hash`` convention); otherwise the file is unpinned by hash.
-    """
-    parts = url.split("/")
-    resolve = parts.index("resolve")
-    repo_id = "/".join(parts[resolve - 2 : resolve])
-    revision, filename = parts[resolve + 1], "/".join(parts[resolve + 2 :])
-    stem = filename.rsplit(".", 1)[0]
-    tail = stem.rsplit("-", 1)[-1] if "-" in stem else ""
-    sha = tail if len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) else ""
-    return WeightsSource(
-        repo_id=repo_id, filename=filename, revision=revision, sha256=sha, licence=licence,
-        url=f"{_HF}/{repo_id}",
-    )
 
 
 _NORM = Normalisation(
@@ -125,7 +105,7 @@ def _card(
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
-        weights=_url_source(url, licence),
+        weights=WeightsSource.from_hub_url(url, licence),
         licence=f"{licence} (weights)",
         citation=citation,
         reference=f"{reference} (torchgeo 0.8.1) + timm forward_features" if reference else "",
