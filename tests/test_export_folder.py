@@ -359,3 +359,11 @@ def test_manifest_paths_outside_the_export_are_refused(tmp_path, sample_provider
             call()
     assert victim.read_bytes() == b"precious"
     assert {e.status for e in read_manifest(out)} == {"ok"}
+
+
+def test_load_export_of_a_folder_without_an_export(tmp_path: Path) -> None:
+    from eoembed.errors import EoembedError, ExportNotFoundError
+
+    with pytest.raises(ExportNotFoundError, match="holds no eoembed export") as info:
+        load_export(tmp_path)
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, EoembedError)

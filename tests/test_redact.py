@@ -51,6 +51,8 @@ def test_credentials_are_masked(text: str, secret: str) -> None:
         "HTTP response code: 503",
         "reading assets of STAC item(s) s2-l1c-sample from http://127.0.0.1:8080/stac failed",
         "the keyword design=3 and a token of appreciation",
+        "invalid model_args key=[1]: not a number",  # SAS/query names only inside queries
+        "invalid se=3: x",
         "CURL error: Recv failure: Connection reset by peer",
     ],
 )

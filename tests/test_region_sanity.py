@@ -127,9 +127,10 @@ def test_budget_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(MAX_PIXELS_ENV, "4095")
     with pytest.raises(RegionTooLargeError):
         spec.grid(10)
-    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
-    with pytest.raises(SpecError, match=MAX_PIXELS_ENV):
-        spec.grid(10)
+    for bad in ("lots", "inf", "2.7", "0"):
+        monkeypatch.setenv(MAX_PIXELS_ENV, bad)
+        with pytest.raises(SpecError, match=MAX_PIXELS_ENV):
+            spec.grid(10)
     monkeypatch.delenv(MAX_PIXELS_ENV)
     assert max_pixels() == DEFAULT_MAX_PIXELS
 

@@ -20,6 +20,7 @@ __all__ = [
     "EoembedWarning",
     "ExportConflictError",
     "ExportLockedError",
+    "ExportNotFoundError",
     "HeadNotFoundError",
     "IncompleteExportWarning",
     "ModelArgumentError",
@@ -124,6 +125,10 @@ class ExportConflictError(EoembedError, FileExistsError):
 
 class ExportLockedError(EoembedError, BlockingIOError):
     """Another export is writing the same folder (it holds the folder's lock)."""
+
+
+class ExportNotFoundError(EoembedError, FileNotFoundError):
+    """A folder holds no eoembed export (no ``export.json``)."""
 
 
 class CorruptExportError(EoembedError, OSError):

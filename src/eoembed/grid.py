@@ -168,8 +168,9 @@ def max_pixels() -> int:
     if not raw:
         return DEFAULT_MAX_PIXELS
     try:
-        value = int(float(raw))
-    except ValueError:
+        number = float(raw)
+        value = int(number) if number.is_integer() else 0
+    except (ValueError, OverflowError):  # "abc"; "inf"
         value = 0
     if value < 1:
         raise SpecError(MAX_PIXELS_ENV, raw, allowed="a whole number of pixels >= 1")

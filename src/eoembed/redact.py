@@ -24,12 +24,21 @@ _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"<>]+@"
 _URL_QUERY = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?'\"<>]*\?)(?P<query>[^\s'\"<>)\]]*)")
 # One key=value pair of a query string (the key kept).
 _PAIR = re.compile(r"(?P<key>[^&=#;]+)(?P<eq>=)(?P<value>[^&#;]*)")
-# Credential-like parameters outside a recognisable URL (or percent-encoded inside one).
+# Credential-like parameters outside a recognisable URL (or percent-encoded inside one):
+# names that only mean a credential anywhere, and short SAS/query names (``se``, ``key``...)
+# only in a query-string context, so that ``key=...`` in an ordinary message survives.
+_VALUE = r"(?P<eq>=|%3D)(?P<value>[^&\s'\"<>]+?)(?=&|%26|\s|'|\"|<|>|$)"
+_LONG_NAMES = (
+    r"sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+    r"x-goog-credential|access_token|token|api_key|apikey|password|secret"
+)
 _SECRET_PARAM = re.compile(
-    r"(?i)(?:(?<![A-Za-z0-9_.-])|(?<=%3F)|(?<=%26))(?P<key>(?:sig|signature|se|st|sv|sp|sr|spr|skoid|sktid|skt|ske|sks|skv|"
-    r"x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
-    r"x-goog-credential|access_token|token|api_key|apikey|key|password|secret))"
-    r"(?P<eq>=|%3D)(?P<value>[^&\s'\"<>]+?)(?=&|%26|\s|'|\"|<|>|$)"
+    rf"(?i)(?<![A-Za-z0-9_.-])(?P<key>{_LONG_NAMES})" + _VALUE
+)
+_SECRET_QUERY_PARAM = re.compile(
+    r"(?i)(?:(?<=[?&])|(?<=%3F)|(?<=%26))"
+    rf"(?P<key>se|st|sv|sp|sr|spr|skoid|sktid|skt|ske|sks|skv|key|{_LONG_NAMES})"
+    + _VALUE
 )
 # Authorization: Bearer xyz / Basic xyz / token xyz
 _AUTH = re.compile(r"(?i)\b(?P<kind>bearer|basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
@@ -55,9 +64,10 @@ def redact(text: object) -> str:
     out = str(text)
     out = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", out)
     out = _URL_QUERY.sub(_mask_query, out)
-    out = _SECRET_PARAM.sub(
-        lambda m: m.group(0) if m["value"] == MASK else f"{m['key']}{m['eq']}{MASK}", out
-    )
+    for pattern in (_SECRET_QUERY_PARAM, _SECRET_PARAM):
+        out = pattern.sub(
+            lambda m: m.group(0) if m["value"] == MASK else f"{m['key']}{m['eq']}{MASK}", out
+        )
     out = _AUTH_HEADER.sub(
         lambda m: f"{m['key']}{m['kind'] + ' ' if m['kind'] else ''}{MASK}", out
     )

@@ -72,7 +72,7 @@ _USAGE_ERROR = cast(type[Exception], typer.BadParameter.__base__)
 """click's ``UsageError`` (bad, missing or unknown options), wherever typer takes click from."""
 
 _MACHINE_ERRNOS = frozenset({
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.ENOTDIR,
     errno.EISDIR, errno.ENAMETOOLONG,
 })
 """``OSError`` numbers that the machine or the paths given cause (a read-only or full disk, a

@@ -23,6 +23,7 @@ from eoembed.errors import (
     CapabilityError,
     CorruptExportError,
     ExportConflictError,
+    ExportNotFoundError,
     IncompleteExportWarning,
     SpecError,
     UnsafeExportPathError,
@@ -187,7 +188,8 @@ def export_batch(
         on_error: ``"raise"`` stops at the first failure (after writing what is done);
             ``"continue"`` records failures in the manifest and goes on.
         max_retries: extra tries of a failing fetch, forward pass or write.
-        retry_backoff_s: first wait between tries; doubles each time.
+        retry_backoff_s: scale of the waits between tries (jittered, doubling, each at most
+            30 s; see :class:`eoembed.retrying.RetryPolicy`).
         resume: reuse results an earlier run of the same request wrote to ``out``, after
             checking their files (size, sha256): missing, truncated or changed ones are redone.
         overwrite: delete an earlier export in ``out`` first (only the folders its
@@ -253,7 +255,7 @@ def export_batch(
     chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m], source) for m in model_ids}
     for s in chosen.values():
         check_types(temporal, output, s)
-    warnings = {m: check_contract(cards[m], chosen[m], source) for m in model_ids}
+    contract_warnings = {m: check_contract(cards[m], chosen[m], source) for m in model_ids}
     for model_id in model_ids:
         frames = check_model_frames(cards[model_id], frames, source, temporal)
     regions = [as_spatial(s) for s in spatials]
@@ -280,7 +282,7 @@ def export_batch(
             )
             plans.append(
                 ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
-                          warnings[model_id])
+                          contract_warnings[model_id])
             )
         identity = job_identity(format, {p.model: p.request for p in plans})
         if job is not None:
@@ -546,7 +548,7 @@ def load_export(out: str | Path, model: str | None = None) -> Any:
     out = Path(out)
     job = read_job(out)
     if job is None:
-        raise FileNotFoundError(f"{out} holds no eoembed export ({JOB_FILE} is missing)")
+        raise ExportNotFoundError(f"{out} holds no eoembed export ({JOB_FILE} is missing)")
     models = job["models"]
     if model is not None and model not in models:
         raise SpecError("model", model, allowed=sorted(models))
