@@ -304,6 +304,7 @@ def test_a_truncated_export_json_is_a_clear_error_and_resume_rebuilds_it(
         run(out, sample_provider, format="npz")
     resumed = run(out, sample_provider)
     assert (resumed.ok, resumed.reused) == (0, 4)
+    assert any("export.json was unreadable" in w for w in resumed.warnings)
     want = values(load_export(clean("geoparquet")))
     got = values(load_export(out))
     assert sorted(got) == sorted(want)

@@ -270,7 +270,7 @@ def export_batch(
     out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
     with export_lock(out):
-        job = _open_job(out, overwrite=overwrite, resume=resume)
+        job, notes = _open_job(out, overwrite=overwrite, resume=resume)
         plans = []
         for model_id in model_ids:
             embedder = cached_embedder(
@@ -335,14 +335,17 @@ def export_batch(
         out=out, format=format, total=plan.total, ok=counts.ok, failed=counts.failed,
         skipped=counts.skipped, reused=len(plan.reused), fetches=counts.fetches,
         unique_requests=len(plan.tasks), seconds=time.perf_counter() - t0,
-        warnings=[*repairs, *(w for p in plans for w in p.warnings)],
+        warnings=[*notes, *repairs, *(w for p in plans for w in p.warnings)],
         failures=counts.failures,
     )
 
 
-def _open_job(out: Path, *, overwrite: bool, resume: bool) -> dict[str, Any] | None:
-    """The folder's job description, after ``overwrite`` cleared it; ``None`` for a new one.
+def _open_job(
+    out: Path, *, overwrite: bool, resume: bool
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The folder's job description (``None``: a new one) and notes for the user.
 
+    ``overwrite`` clears the folder first (then the job is ``None`` too).
     An unreadable ``export.json`` (truncated, edited) is rebuilt from the live request when
     resuming: :func:`_check_recorded` then checks every manifest line against the request.
     A model folder outside ``out`` is refused before anything is deleted.
@@ -351,22 +354,24 @@ def _open_job(out: Path, *, overwrite: bool, resume: bool) -> dict[str, Any] | N
         job = read_job(out)
     except UnsafeExportPathError:
         raise
-    except CorruptExportError:
+    except CorruptExportError as exc:
         if not (overwrite or resume):
             raise
-        job = None
         if overwrite:
             _clear(out, None)
-        return job
+            return None, []
+        note = (f"{JOB_FILE} was unreadable ({exc}); rebuilt from the live request after "
+                "every manifest line was checked against it")
+        return None, [note]
     if overwrite:
         _clear(out, job)
-        return None
+        return None, []
     if job is not None and not resume:
         raise ExportConflictError(
             f"{out} already holds an export; pass resume=True to finish it or "
             "overwrite=True to replace it"
         )
-    return job
+    return job, []
 
 
 def _clear(out: Path, job: dict[str, Any] | None) -> None:
