@@ -175,9 +175,10 @@ def measure(
                 del other
         auto = twin(precision="auto")
         values = auto.embed(pixels, pooled, ctx)  # the first batch: auto's own trial
-        chosen = auto.precision_mode("pooled")
+        kind = auto.card.resolve_output(pooled).kind
+        chosen = auto.precision_mode(kind)
         row(f"auto -> {chosen}", auto, cosine(reference, values), chosen or "fp32")
-        trial = auto.metadata()["precision"]["trials"]["pooled"]
+        trial = auto.metadata()["precision"]["trials"][kind]
         rows.append(f"|  | auto's trial: {trial['reason']} | | | | | | |")
         del auto
         if variants and getattr(embedder, "channels_last_ok", False):

@@ -231,6 +231,12 @@ def test_inspect_input_is_what_the_model_sees(sample_provider, grid_emb) -> None
     np.testing.assert_array_equal(patch.values, direct.values)
     norm = patch.attrs["normalisation"]
     assert len(norm["mean"]) == len(norm["std"]) == 4
+    assert patch.attrs["unit"] == "dn" and norm["scale"] == 1.0
+    # A model that expects reflectance: attrs give the whole factor from these pixels.
+    dino = inspect_input("ssl4eo-s12-vit-s16-dino", spatial=POINT, temporal=WINDOW,
+                         provider="sample")
+    assert dino.attrs["unit"] == "reflectance"
+    assert dino.attrs["normalisation"]["scale"] == pytest.approx(1e-4)
     # a sensor listing the bands in another order (plus extra bands) gives the model's order
     shuffled = SensorSpec(L1C, ("B08", "B11", "B04", "B03", "B02"))
     again = inspect_input("mosaiks", spatial=POINT, temporal=WINDOW, sensor=shuffled,

@@ -173,6 +173,9 @@ def test_fp32_bf16mm_sets_medium_around_the_forward_only() -> None:
         assert _precision_during_forward(fp32, pixels, OutputSpec.grid()) == ["highest"]
         assert torch.get_float32_matmul_precision() == "medium"
     assert fp32.metadata()["precision"] == {"requested": "fp32", "used": {"grid": "fp32"}}
+    # Kept per kind of output: grid, and pooled with each pooling.
+    fp32.embed(pixels, OutputSpec.pooled("max"))
+    assert fp32.metadata()["precision"]["used"] == {"grid": "fp32", "pooled-max": "fp32"}
 
 
 def test_bf16_autocast_really_runs_and_stays_close_on_a_cnn() -> None:
@@ -217,10 +220,11 @@ def test_auto_keeps_the_fastest_mode_that_passes(vit_pixels: np.ndarray) -> None
     auto.embed(vit_pixels, OutputSpec.pooled())  # chosen once, on the first batch
     record = auto.metadata()["precision"]
     if not bf16_is_fast("cpu"):
-        assert record["used"] == {"pooled": "fp32"}
+        assert record["used"] == {"pooled-cls": "fp32"}
         return
-    trial = record["trials"]["pooled"]
-    modes, chosen = trial["modes"], record["used"]["pooled"]
+    assert set(record["used"]) == {"pooled-cls"}  # the ViT's published pooling
+    trial = record["trials"]["pooled-cls"]
+    modes, chosen = trial["modes"], record["used"]["pooled-cls"]
     passing = {
         m: t for m, t in modes.items()
         if m == "fp32" or (t["cosine"] >= 0.999
@@ -310,7 +314,7 @@ def test_cli_precision_is_recorded_with_the_embedding(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     meta = json.loads(out.read_text())["meta"]
     assert meta["options"]["precision"] == "fp32-bf16mm"
-    assert meta["precision"] == {"requested": "fp32-bf16mm", "used": {"pooled": "fp32-bf16mm"}}
+    assert meta["precision"] == {"requested": "fp32-bf16mm", "used": {"pooled-mean": "fp32-bf16mm"}}
 
 
 def test_an_export_records_the_mode_auto_chose(tmp_path: Path, sample_window) -> None:
@@ -326,7 +330,7 @@ def test_an_export_records_the_mode_auto_chose(tmp_path: Path, sample_window) ->
     (part,) = sorted((tmp_path / "out").rglob("*.parquet"))
     schema = json.loads(pq.read_schema(part).metadata[b"eoembed"])
     record = schema["model_meta"]["precision"]
-    assert record["requested"] == "auto" and record["used"]["pooled"] in ("fp32", "fp32-bf16mm",
-                                                                          "bf16")
-    assert "reason" in record["trials"]["pooled"]
+    assert record["requested"] == "auto"
+    assert record["used"]["pooled-mean"] in ("fp32", "fp32-bf16mm", "bf16")
+    assert "reason" in record["trials"]["pooled-mean"]
     assert schema["request"]["options"]["precision"] == "auto"

@@ -105,10 +105,8 @@ DEPTH_ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "terramind": (("terratorch.models.backbones.terramind.model.terramind_vit:TerraMindViT",
                    "encoder_depth"),),
     "thor": (("eoembed.embedders._vendor.thor.thor_vit:ThorViTEncoder", "depth"),),
-    "torchgeo_backbones": (
-        ("timm.models.vision_transformer:VisionTransformer", "depth"),
-        ("torchvision.models.swin_transformer:SwinTransformer", "depths"),
-    ),
+    "ssl4eo": (("timm.models.vision_transformer:VisionTransformer", "depth"),),
+    "satlas": (("torchvision.models.swin_transformer:SwinTransformer", "depths"),),
     "wildsat": (
         ("torchvision.models.vision_transformer:VisionTransformer", "num_layers"),
         ("torchvision.models.resnet:ResNet", "layers"),

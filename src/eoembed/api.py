@@ -445,7 +445,9 @@ def inspect_input(
     patch.attrs.update(
         model=model,
         model_image_size=card.input.image_size,
-        normalisation={"scale": norm.scale, "mean": list(norm.mean), "std": list(norm.std)},
+        unit=card.input.unit,
+        normalisation={"scale": card.input.provider_scale, "mean": list(norm.mean),
+                       "std": list(norm.std)},
         warnings=warnings,
     )
     return patch

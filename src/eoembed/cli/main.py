@@ -198,7 +198,9 @@ def _card_table(card: ModelCard) -> Table:
         ("GSD", f"{contract.gsd_m:g} m"),
         ("image size", size),
         ("patch size", f"{contract.patch_size} px per grid cell"),
-        ("normalisation", f"x * {norm.scale:g}, minus mean, over std; {norm.note}".strip("; ")),
+        ("unit", contract.unit),
+        ("normalisation", f"x * {contract.provider_scale:g}, minus mean, over std; "
+         f"{norm.note}".strip("; ")),
         ("weights", "none" if not weights else weights.download_url or
          f"{weights.repo_id}/{weights.filename} @ {weights.revision}"),
         ("weights sha256", weights.sha256 if weights else "-"),

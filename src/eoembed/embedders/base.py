@@ -203,8 +203,11 @@ class Embedder(ABC):
         prep: str = getattr(self.options, "input_prep", "resize")
         return prep if self.card.input.image_size else "resize"
 
-    def precision_scope(self, output_mode: str) -> contextlib.AbstractContextManager[Any]:
-        """Context of the forward passes for ``output_mode`` output; a no-op here."""
+    def precision_scope(self, kind: str) -> contextlib.AbstractContextManager[Any]:
+        """Context of the forward passes for ``kind`` output (:attr:`OutputSpec.kind`).
+
+        A no-op here; neural adapters set their precision mode.
+        """
         return contextlib.nullcontext()
 
     def resolve_precision(
@@ -320,7 +323,7 @@ class Embedder(ABC):
                 ctx = contexts[start:stop]
                 values = self.resolve_precision(batch, ctx, output)
                 if values is None:
-                    with self.precision_scope(output.mode):
+                    with self.precision_scope(output.kind):
                         values = self.run_batch(batch, ctx, output)
                 chunks.append(values)
         return np.concatenate(chunks).astype(np.float32, copy=False)

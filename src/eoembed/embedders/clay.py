@@ -26,11 +26,9 @@ norm) and its mean stay available as ``OutputSpec.grid()`` and ``"mean"``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eoembed.bands import sentinel2
@@ -97,24 +95,6 @@ def clay_latlon(ctx: SampleContext | None) -> tuple[float, float, float, float]:
         return (0.0, 0.0, 0.0, 0.0)
     lat, lon = math.radians(ctx.lat), math.radians(ctx.lon)
     return (math.sin(lat), math.cos(lat), math.sin(lon), math.cos(lon))
-
-
-@contextlib.contextmanager
-def _restoring_process_state() -> Iterator[None]:
-    """Undo the environment change importing TerraTorch's Clay modules makes.
-
-    Both set ``TORCH_CUDNN_V8_API_DISABLED``; it is put back as it was. (``clay_v15.model``
-    also sets the float32 matmul precision to ``"medium"``: :func:`require` restores torch's
-    settings around every import.)
-    """
-    cudnn_env = os.environ.get("TORCH_CUDNN_V8_API_DISABLED")
-    try:
-        yield
-    finally:
-        if cudnn_env is None:
-            os.environ.pop("TORCH_CUDNN_V8_API_DISABLED", None)
-        else:
-            os.environ["TORCH_CUDNN_V8_API_DISABLED"] = cudnn_env
 
 
 class _Clay(TorchEmbedder):
@@ -210,8 +190,7 @@ class ClayV1Base(_Clay):
 
     def create_model(self) -> torch.nn.Module:
         """TerraTorch's Clay v1 ``Embedder`` (base encoder) for the card's bands, random init."""
-        with _restoring_process_state():
-            embedder = require("terratorch.models.backbones.clay_v1.embedder", "terratorch")
+        embedder = require("terratorch.models.backbones.clay_v1.embedder", "terratorch")
         model: torch.nn.Module = embedder.Embedder(
             img_size=self.card.input.image_size, bands=[CLAY_S2[b][0] for b in CLAY_S2]
         )
@@ -273,8 +252,7 @@ class ClayV15(_Clay):
 
     def create_model(self) -> torch.nn.Module:
         """TerraTorch's Clay v1.5 ``Encoder`` (large), unmasked and unshuffled, random init."""
-        with _restoring_process_state():
-            clay_model = require("terratorch.models.backbones.clay_v15.model", "terratorch")
+        clay_model = require("terratorch.models.backbones.clay_v15.model", "terratorch")
         model: torch.nn.Module = clay_model.Encoder(
             mask_ratio=0.0, patch_size=self.card.input.patch_size, shuffle=False,
             **self.encoder_kwargs,

@@ -179,16 +179,19 @@ class TorchEmbedder(Embedder):
         """``"cpu"``, ``"cuda"``, ..."""
         return str(import_torch().device(self.device).type)
 
-    def precision_mode(self, output_mode: str) -> str | None:
-        """The mode of ``output_mode`` forward passes; ``None`` while ``"auto"`` has not chosen."""
+    def precision_mode(self, kind: str) -> str | None:
+        """The mode of forward passes for ``kind`` output; ``None`` until ``"auto"`` chose.
+
+        ``kind`` is :attr:`OutputSpec.kind`: grid, or pooled with one pooling.
+        """
         if self.options.precision != "auto":
             return self.options.precision
-        return self._modes.get(output_mode)
+        return self._modes.get(kind)
 
-    def precision_scope(self, output_mode: str) -> contextlib.AbstractContextManager[Any]:
-        """The precision of ``output_mode`` forward passes, set around them only."""
-        chosen = self.precision_mode(output_mode) or "fp32"
-        self.precision_record["used"][output_mode] = chosen
+    def precision_scope(self, kind: str) -> contextlib.AbstractContextManager[Any]:
+        """The precision of forward passes for ``kind`` output, set around them only."""
+        chosen = self.precision_mode(kind) or "fp32"
+        self.precision_record["used"][kind] = chosen
         return precision_scope(chosen, self.device_type)
 
     def resolve_precision(
@@ -198,17 +201,18 @@ class TorchEmbedder(Embedder):
 
         fp32 and each reduced mode run the batch (after a one-sample warm-up each); the
         fastest mode whose cosine with fp32 stays >= ``precision_min_cosine`` is kept for this
-        output mode, and the trial is recorded in :attr:`precision_record`.
+        output kind (grid, or pooled with this pooling), and the trial is recorded in
+        :attr:`precision_record`.
         """
-        if self.precision_mode(output.mode) is not None:
+        if self.precision_mode(output.kind) is not None:
             return None
         with self._precision_lock:
-            if self.precision_mode(output.mode) is not None:
+            if self.precision_mode(output.kind) is not None:
                 return None
             device_type = self.device_type
             if not bf16_is_fast(device_type):
-                self._modes[output.mode] = "fp32"
-                self.precision_record["trials"][output.mode] = {
+                self._modes[output.kind] = "fp32"
+                self.precision_record["trials"][output.kind] = {
                     "reason": f"this {device_type} has no fast bf16/TF32 matrix units: "
                               "fp32, not measured"
                 }
@@ -222,9 +226,9 @@ class TorchEmbedder(Embedder):
                     seconds = time.perf_counter() - t0
                 trials.append(ModeTrial.measure(mode, seconds, outputs["fp32"], outputs[mode]))
             chosen, reason = choose_mode(trials, self.options.precision_min_cosine)
-            self._modes[output.mode] = chosen
-            self.precision_record["used"][output.mode] = chosen
-            self.precision_record["trials"][output.mode] = {
+            self._modes[output.kind] = chosen
+            self.precision_record["used"][output.kind] = chosen
+            self.precision_record["trials"][output.kind] = {
                 "device": device_type, "batch": len(batch), "reason": reason,
                 "modes": {t.mode: t.to_dict() for t in trials},
             }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,11 +185,27 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     return "\n".join(f"{name}: {a!r} -> {b!r}" for name, (a, b) in sorted(changes.items()))
 
 
+_TORCH_ENV_PREFIXES = ("TORCH_", "PYTORCH_")
+"""Environment variables torch reads (TerraTorch's Clay modules set
+``TORCH_CUDNN_V8_API_DISABLED`` when imported)."""
+
+
+def _torch_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_TORCH_ENV_PREFIXES)}
+
+
 @contextlib.contextmanager
 def preserved_torch_state() -> Iterator[TorchState]:
-    """Run the block, then put torch's process-wide settings back as they were before it."""
+    """Run the block, then put torch's process-wide settings back as they were before it.
+
+    The ``TORCH_*``/``PYTORCH_*`` environment variables are put back too.
+    """
     before = capture_torch_state()
+    environment = _torch_environment()
     try:
         yield before
     finally:
         before.restore()
+        for name in _torch_environment().keys() - environment.keys():
+            del os.environ[name]
+        os.environ.update(environment)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eoembed.providers.radiometry import RADIOMETRY_CONVENTION
 from eoembed.specs._base import sha256_hex
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def model_request(
         "output": output.to_dict(),
         "provider": provider,
         "quantize": quantize,
+        # Pixels in the providers' unit (S2 harmonised DN since convention 1): results from
+        # pixels read under another convention must not be reused.
+        "radiometry": RADIOMETRY_CONVENTION,
         "eoembed_version": version,
     }
     if frames is not None:

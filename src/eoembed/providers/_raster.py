@@ -216,10 +216,11 @@ def _fresh_env(href: str) -> dict[str, str]:
     ("does not exist", an HTTP error), so a retry of a file whose first request failed never
     leaves the process. A handle opened while ``CPL_VSIL_CURL_NON_CACHED`` names the file
     ignores and, when closed, drops that file's cached state. rasterio does not expose
-    ``VSICurlPartialClearCache``, and ``rasterio.Env`` sets the option for the calling thread
-    only, for the duration of the open, so nothing else in the process is affected. (GDAL
-    splits the option's value at colons, so the prefix it compares is the URL's scheme part:
-    every file this thread opens within the block is opened uncached, which is just the one.)
+    ``VSICurlPartialClearCache``, so the option is set with ``rasterio.Env`` for the duration
+    of this one open. GDAL splits the option's value at colons, so the prefix it compares is
+    the URL's scheme part, and with GDAL 3.10 an option set by ``rasterio.Env`` is seen by
+    other threads too: remote files other threads open at that moment also skip the cache.
+    That costs them a few requests, never a wrong read; it happens only after a failure.
     """
     return {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)}
 

@@ -95,7 +95,6 @@ _AUTH_HINT = (
     "Google Cloud project registered for Earth Engine: provider='earthengine:<project>' or "
     "EarthEngineProvider(project=...)"
 )
-_RETRY_STATUSES = RETRY_STATUSES
 _RETRY_MESSAGES = (
     "too many concurrent aggregations",
     "too many requests",
@@ -677,7 +676,7 @@ class EarthEngineProvider:
                 "project is registered for Earth Engine and has the Earth Engine API enabled, "
                 "and that your account may use it"
             )
-        if _transport_error(err) or (status is not None and status in _RETRY_STATUSES):
+        if _transport_error(err) or (status is not None and status in RETRY_STATUSES):
             return ProviderUnavailableError(
                 f"Earth Engine could not be reached or is failing: {detail}"
             )
@@ -858,7 +857,7 @@ class EarthEngineProvider:
         """Worth retrying: HTTP 408/425/429/5xx, a quota answer, a connection failure."""
         status = _http_status(err)
         return (
-            status in _RETRY_STATUSES
+            status in RETRY_STATUSES
             or any(m in _message(err).lower() for m in _RETRY_MESSAGES)  # whatever the status
             or (status is None and _transport_error(err))
         )

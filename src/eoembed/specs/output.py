@@ -38,6 +38,14 @@ class OutputSpec(Spec):
                 reason="grid output is not pooled",
             )
 
+    @property
+    def kind(self) -> str:
+        """``"grid"`` or ``"pooled-<pooling>"``: what the forward passes compute.
+
+        Per-output state such as ``precision="auto"``'s choice is kept per kind.
+        """
+        return "grid" if self.mode == "grid" else f"pooled-{self.pooling}"
+
     @classmethod
     def pooled(cls, pooling: str | None = None) -> OutputSpec:
         """One vector per region: ``pooling`` (``None``: the model's published default).
