@@ -188,8 +188,8 @@ def main() -> None:
             args.model, args.regions, args.buffer_m, args.batch_size, args.rounds,
             args.fetch_workers, precision,
         )
-        used = record.get("used", {}).get("pooled", "-")
-        print(f"precision {precision} (ran {used})")
+        used = ", ".join(f"{kind}: {mode}" for kind, mode in record.get("used", {}).items())
+        print(f"precision {precision} (ran {used or '-'})")
         print(f"forward only {forward:8.2f} regions/s (median)")
         print(f"end to end   {e2e:8.2f} regions/s (median)")
         print(f"paired ratios {' '.join(f'{r:.3f}' for r in ratios)}")
