@@ -60,7 +60,7 @@ from eoembed.embedders.card import (
     WeightsSource,
 )
 from eoembed.embedders.rgb import DEFAULT_RGB_MAX, RGBStretchOptions, stretch_rgb
-from eoembed.embedders.tokens import tokens_to_grid
+from eoembed.embedders.tokens import grid_shape, tokens_to_grid
 from eoembed.embedders.torch_embedder import TorchEmbedder, require
 
 if TYPE_CHECKING:
@@ -188,10 +188,6 @@ class _SatMAEEmbedder(TorchEmbedder):
         module: torch.nn.Module = model
         return module
 
-    def _to_grid(self, tokens: torch.Tensor, side: int) -> torch.Tensor:
-        """``(n, side*side, D)`` raster-order tokens -> ``(n, D, side, side)``."""
-        return tokens_to_grid(tokens, (side, side))
-
 
 class _RGBEmbedder(_SatMAEEmbedder):
     """SatMAE / SatMAE++ RGB: a plain MAE ViT (rshf ``MaskedAutoencoderViT``)."""
@@ -215,7 +211,7 @@ class _RGBEmbedder(_SatMAEEmbedder):
         for blk in m.blocks:
             h = blk(h)
         h = m.norm(h)
-        return self._to_grid(h[:, 1:], x.shape[-1] // self.card.input.patch_size)
+        return tokens_to_grid(h[:, 1:], grid_shape(x, self.card.input.patch_size))
 
 
 class SatMAEViTL16RGB(_RGBEmbedder):
@@ -332,4 +328,4 @@ class SatMAEViTL8MS(_SatMAEEmbedder):
             h = blk(h)
         h = m.norm(h)
         cells = h[:, 1:].reshape(n, groups, length, -1).mean(dim=1)
-        return self._to_grid(cells, x.shape[-1] // self.card.input.patch_size)
+        return tokens_to_grid(cells, grid_shape(x, self.card.input.patch_size))
