@@ -31,6 +31,7 @@ from eoembed.specs.spatial import SpatialLike
 if TYPE_CHECKING:
     import xarray as xr
 
+    from eoembed.bandmatch import BandMatch
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
     from eoembed.embedders.options import EmbedderOptions
@@ -41,6 +42,7 @@ __all__ = [
     "check_contract",
     "check_model_frames",
     "check_types",
+    "contract_bands",
     "default_sensor",
     "georeference",
     "get_embedding",
@@ -58,18 +60,50 @@ def default_sensor(card: ModelCard, provider: Provider | None = None) -> SensorS
     """The sensor a model was trained on: its first collection, its bands, its GSD.
 
     With a ``provider``: the first of the model's collections it serves; failing that, the
-    first collection it serves with every band the model needs (e.g. an L2A model on the
-    L1C sample; ``check_contract`` then warns about the processing level).
+    first collection it serves with every band the model needs, by name (e.g. an L2A model
+    on the L1C sample; ``check_contract`` then warns about the processing level) or else by
+    wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's).
     """
-    chosen = card.input.collections[0]
-    if provider is not None:
-        served = provider.collections()
-        needed = set(card.input.band_names)
-        usable = [c for c in card.input.collections if c in served] or [
-            name for name, info in served.items() if needed <= set(info.band_names)
-        ]
-        chosen = usable[0] if usable else chosen
-    return SensorSpec(chosen, card.input.band_names, card.input.gsd_m)
+    from eoembed.bandmatch import BandMatchError, match_bands
+
+    if provider is None:
+        return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
+    served = provider.collections()
+    usable = [c for c in card.input.collections if c in served]
+    if usable:
+        return SensorSpec(usable[0], card.input.band_names, card.input.gsd_m)
+    needed = set(card.input.band_names)
+    by_name = [name for name, info in served.items() if needed <= set(info.band_names)]
+    if by_name:
+        return SensorSpec(by_name[0], card.input.band_names, card.input.gsd_m)
+    first_error: BandMatchError | None = None
+    for name, info in served.items():
+        try:
+            match = match_bands(card.input.bands, info.bands, rule=card.input.band_rule,
+                                model_id=card.id, sensor=name)
+        except BandMatchError as exc:
+            first_error = first_error or exc
+            continue
+        return SensorSpec(name, match.unique_source, card.input.gsd_m)
+    if first_error is not None and len(served) == 1:
+        raise first_error
+    return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
+
+
+def contract_bands(card: ModelCard, sensor: SensorSpec, provider: Provider) -> BandMatch:
+    """The sensor's band serving each band the model needs, in the model's order.
+
+    Raises:
+        CapabilityError: the collection is not served, or the sensor spec requests no band
+            that serves one the model needs (naming each, with its wavelength).
+    """
+    from eoembed.bandmatch import match_bands
+
+    info = check_served(provider.name, provider.collections(), sensor)
+    by_name = {b.name: b for b in info.bands}
+    requested = [by_name[b] for b in sensor.bands]
+    return match_bands(card.input.bands, requested, rule=card.input.band_rule,
+                       model_id=card.id, sensor=f"{sensor.collection} {list(sensor.bands)}")
 
 
 def check_types(temporal: Any, output: Any, sensor: Any) -> None:
@@ -128,14 +162,9 @@ def check_models(
 
 def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
     """Refuse before any I/O what cannot work; return warnings for what only degrades."""
-    missing = [b for b in card.input.band_names if b not in sensor.bands]
-    if missing:
-        raise CapabilityError(
-            f"model {card.id!r} needs band(s) {', '.join(missing)} that the sensor spec does not"
-            f" request; it needs: {', '.join(card.input.band_names)}"
-        )
     info = check_served(provider.name, provider.collections(), sensor)
-    warnings = []
+    match = contract_bands(card, sensor, provider)
+    warnings = [w for w in (match.warning(card.id),) if w]
     level = card.input.processing_level
     if level != "any" and info.processing_level != level:
         warnings.append(
@@ -309,7 +338,7 @@ def get_embeddings_batch(
     patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers, frames)
     t_fetched = time.perf_counter()
 
-    bands = list(card.input.band_names)
+    bands = list(contract_bands(card, sensor, source).source)
     contexts = {
         r.fingerprint: SampleContext.from_specs(r, temporal, sensor.scale_m) for r in regions
     }
@@ -335,6 +364,7 @@ def get_embeddings_batch(
         "provider": source.name,
         "temporal": temporal.to_dict(),
         "sensor": sensor.to_dict(),
+        "band_match": dict(zip(card.input.band_names, bands, strict=True)),
         "output": output.to_dict(),
         "eoembed_version": __version__,
         "warnings": warnings,
@@ -440,7 +470,9 @@ def inspect_input(
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     check_grids([region], sensor)
-    patch = source.fetch(region, temporal, sensor).sel(band=list(card.input.band_names))
+    bands = contract_bands(card, sensor, source)
+    patch = source.fetch(region, temporal, sensor).sel(band=list(bands.source))
+    patch = patch.assign_coords(band=list(bands.model), source_band=("band", list(bands.source)))
     norm = card.input.normalisation
     patch.attrs.update(
         model=model,
@@ -449,5 +481,6 @@ def inspect_input(
         normalisation={"scale": card.input.provider_scale, "mean": list(norm.mean),
                        "std": list(norm.std)},
         warnings=warnings,
+        band_match=bands.to_dict(),
     )
     return patch

@@ -72,10 +72,17 @@ class InputContract:
     unit: str = "dn"
     """The pixel unit the model's normalisation starts from (a key of :data:`UNITS`); the
     base class converts the provider's digital numbers to it."""
+    band_rule: str = "wavelength"
+    """How a sensor's bands are matched to :attr:`bands` (:data:`eoembed.bandmatch.BAND_RULES`):
+    by name, else by overlapping wavelength (a Landsat ``red`` serves ``B04``)."""
 
     def __post_init__(self) -> None:
+        from eoembed.bandmatch import BAND_RULES
+
         if self.unit not in UNITS:
             raise ValueError(f"unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        if self.band_rule not in BAND_RULES:
+            raise ValueError(f"band_rule {self.band_rule!r} is not one of {BAND_RULES}")
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -87,13 +94,24 @@ class InputContract:
         """Factor from provider pixels to the model's first step: unit conversion x scale."""
         return UNITS[self.unit] * self.normalisation.scale
 
+    def accepted_sensors(self) -> list[str]:
+        """Registered sensors that serve every band the model needs (matched by its rule)."""
+        from eoembed.bandmatch import accepted_sensors
+
+        return accepted_sensors(self.bands, self.band_rule)
+
     def request_dict(self) -> dict[str, Any]:
         """The contract as it enters export fingerprints: the unit folded into the scale.
 
-        Fingerprints predate :attr:`unit`; folding it keeps them for unchanged numbers.
+        Fingerprints predate :attr:`unit`, :attr:`band_rule` and band widths; folding or
+        leaving them out keeps them for unchanged numbers (the bands actually read enter the
+        request separately).
         """
         out = dataclasses.asdict(self)
         out.pop("unit")
+        out.pop("band_rule")
+        for entry in out["bands"]:
+            entry.pop("bandwidth_um")
         out["normalisation"]["scale"] = self.provider_scale
         return out
 

@@ -323,7 +323,7 @@ class _ModelStage:
         self.output = output
         self.temporal = temporal
         self.settings = settings
-        wanted = plan.card.input.band_names
+        wanted = plan.bands or plan.card.input.band_names
         index = [plan.sensor.bands.index(b) for b in wanted]
         # None when the model takes the fetched bands as they are: no copy per region.
         self.band_index = None if index == list(range(len(plan.sensor.bands))) else index

@@ -219,6 +219,7 @@ def export_batch(
         check_model_frames,
         check_models,
         check_types,
+        contract_bands,
         default_sensor,
     )
     from eoembed.embedders.registry import describe_model
@@ -277,13 +278,14 @@ def export_batch(
             embedder = cached_embedder(
                 model_id, device, batch_size, dict(model_args.get(model_id, {}))
             )
+            match = contract_bands(cards[model_id], chosen[model_id], source)
             request = model_request(
                 embedder, chosen[model_id], temporal, outputs[model_id], source.name, quantize,
-                __version__, frames,
+                __version__, frames, match.to_dict(),
             )
             plans.append(
                 ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
-                          contract_warnings[model_id])
+                          contract_warnings[model_id], match.source)
             )
         identity = job_identity(format, {p.model: p.request for p in plans})
         if job is not None:

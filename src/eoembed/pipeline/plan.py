@@ -36,6 +36,9 @@ class ModelPlan:
     request: dict[str, Any]
     """What goes into every fingerprint besides the region (see :func:`model_request`)."""
     warnings: list[str] = field(default_factory=list)
+    bands: tuple[str, ...] = ()
+    """The sensor band serving each band of the card, in the card's order (empty: the card's
+    own names)."""
 
     @property
     def request_hash(self) -> str:
@@ -52,6 +55,7 @@ def model_request(
     quantize: str | None,
     version: str,
     frames: int | None = None,
+    band_match: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything besides the region that decides a model's numbers, as plain JSON.
 
@@ -77,6 +81,8 @@ def model_request(
     }
     if frames is not None:
         request["frames"] = frames
+    if band_match and any(m != s for m, s in band_match.items()):
+        request["band_match"] = dict(band_match)  # bands read by wavelength, not name
     if output.mode == "pooled" and embedder.native_pooling and output.pooling != "native":
         # These models once answered every pooling with their own embedding; a reduction
         # of their grid is other numbers, so it must not match those results.
