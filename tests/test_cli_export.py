@@ -98,11 +98,13 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 def test_example_job_builds_the_export_arguments() -> None:
     kwargs = ExportConfig.from_yaml(EXAMPLE).to_kwargs()
     spatials = kwargs.pop("spatials")
+    # out is relative to the job file: ../exports/sample is the repository's exports/sample
+    assert kwargs.pop("out").resolve() == (EXAMPLE.parents[1] / "exports" / "sample").resolve()
     assert spatials[0] == PointBuffer(-75.70, 37.70, 1280)
     assert len(spatials) == 5 and spatials[-1] == BBox(437200, 4171800, 438480, 4173080,
                                                        crs="EPSG:32618")
     assert kwargs == {
-        "models": ["mosaiks"], "temporal": SAMPLE_WINDOW, "out": Path("exports/sample"),
+        "models": ["mosaiks"], "temporal": SAMPLE_WINDOW,
         "sensor": None, "sensors": None, "model_args": None, "provider": "sample",
         "frames": None, "output": OutputSpec.pooled("mean"), "format": "geoparquet",
         "quantize": None,

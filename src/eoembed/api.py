@@ -41,6 +41,7 @@ __all__ = [
     "cached_embedder",
     "check_contract",
     "check_model_frames",
+    "check_sensor_fields",
     "check_types",
     "contract_bands",
     "default_sensor",
@@ -50,25 +51,32 @@ __all__ = [
     "inspect_input",
     "patch_frame_dates",
     "patch_grid",
+    "sensor_from_fields",
 ]
 
 _EMBEDDER_CACHE: OrderedDict[tuple[Any, ...], Embedder] = OrderedDict()
 _EMBEDDER_CACHE_SIZE = 4
 
 
-def default_sensor(card: ModelCard, provider: Provider | None = None) -> SensorSpec:
+def default_sensor(
+    card: ModelCard, provider: Provider | None = None, collection: str | None = None
+) -> SensorSpec:
     """The sensor a model was trained on: its first collection, its bands, its GSD.
 
     With a ``provider``: the first of the model's collections it serves; failing that, the
     first collection it serves with every band the model needs, by name (e.g. an L2A model
     on the L1C sample; ``check_contract`` then warns about the processing level) or else by
-    wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's).
+    wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's). With a
+    ``collection``: that collection only (its bands that serve the model's).
     """
     from eoembed.bandmatch import BandMatchError, match_bands
 
+    fallback = collection or card.input.collections[0]
     if provider is None:
-        return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
-    served = provider.collections()
+        return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)
+    served = dict(provider.collections())
+    if collection is not None:
+        served = {collection: served[collection]} if collection in served else {}
     usable = [c for c in card.input.collections if c in served]
     if usable:
         return SensorSpec(usable[0], card.input.band_names, card.input.gsd_m)
@@ -87,7 +95,48 @@ def default_sensor(card: ModelCard, provider: Provider | None = None) -> SensorS
         return SensorSpec(name, match.unique_source, card.input.gsd_m)
     if first_error is not None and len(served) == 1:
         raise first_error
-    return SensorSpec(card.input.collections[0], card.input.band_names, card.input.gsd_m)
+    return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)
+
+
+SENSOR_FIELDS = tuple(f.name for f in dataclasses.fields(SensorSpec))
+"""The :class:`SensorSpec` fields a partial sensor (command-line flags, a job's ``sensor:``)
+may give."""
+
+_STAND_IN = SensorSpec("stand-in", ("stand-in",))
+"""A valid sensor the given fields replace, so they are checked before a provider is asked."""
+
+
+def check_sensor_fields(fields: Mapping[str, Any]) -> None:
+    """Check the fields of a partial sensor as :class:`SensorSpec` does, before any I/O.
+
+    Raises:
+        SpecError: an unknown field, or a value SensorSpec refuses (naming the field).
+    """
+    for name in fields:
+        if name not in SENSOR_FIELDS:
+            raise SpecError("sensor", name, allowed=SENSOR_FIELDS, reason="not a sensor field")
+    dataclasses.replace(_STAND_IN, **fields)
+
+
+def sensor_from_fields(
+    model: str | ModelCard, fields: Mapping[str, Any], provider: str | Provider | None = None
+) -> SensorSpec:
+    """The fields given, the rest from the model's :func:`default_sensor` on ``provider``.
+
+    A ``collection`` without ``bands`` reads that collection's bands that serve the model
+    (by name, else by wavelength: ``{"collection": "landsat-c2-l2"}`` for a Sentinel-2
+    model); with both, the provider is not asked.
+
+    Raises:
+        SpecError: as :func:`check_sensor_fields`.
+        BandMatchError: the collection has no band serving one the model needs.
+    """
+    check_sensor_fields(fields)
+    if "collection" in fields and "bands" in fields:
+        return SensorSpec(**fields)
+    card = describe_model(model) if isinstance(model, str) else model
+    source = get_provider(provider) if provider is not None else None
+    return dataclasses.replace(default_sensor(card, source, fields.get("collection")), **fields)
 
 
 def contract_bands(card: ModelCard, sensor: SensorSpec, provider: Provider) -> BandMatch:

@@ -19,12 +19,17 @@ from rich.console import Console
 from rich.text import Text
 
 from eoembed.cli.options import (
+    BandsOpt,
     BatchSizeOpt,
     BBoxOpt,
+    CloudyPctOpt,
+    CollectionOpt,
+    CompositeOpt,
     ConfigOpt,
     CrsOpt,
     EndOpt,
     FetchWorkersOpt,
+    FillValueOpt,
     FormatOpt,
     FramesOpt,
     JobArgsOpt,
@@ -37,6 +42,7 @@ from eoembed.cli.options import (
     JobProviderOpt,
     LatOpt,
     LonOpt,
+    MaskOpt,
     MaxRetriesOpt,
     OnErrorOpt,
     OverwriteOpt,
@@ -45,11 +51,14 @@ from eoembed.cli.options import (
     QuantizeOpt,
     QuietOpt,
     RegionsOpt,
+    ResamplingOpt,
     ResumeOpt,
+    ScaleOpt,
     StartOpt,
     YearOpt,
     parse_bbox,
     parse_model_args_by_model,
+    sensor_fields,
 )
 
 __all__ = ["export_command"]
@@ -99,6 +108,9 @@ def export_command(
     device: JobDeviceOpt = None,
     precision: PrecisionOpt = None,
     provider: JobProviderOpt = None,
+    collection: CollectionOpt = None, bands: BandsOpt = None, scale_m: ScaleOpt = None,
+    cloudy_pct: CloudyPctOpt = None, composite: CompositeOpt = None, mask: MaskOpt = None,
+    resampling: ResamplingOpt = None, fill_value: FillValueOpt = None,
     regions: RegionsOpt = None,
     lon: LonOpt = None,
     lat: LatOpt = None,
@@ -126,7 +138,8 @@ def export_command(
 
     The job comes from --config (YAML) and/or flags; a flag overrides the file's value. Regions
     are a file (--regions), one point (--lon/--lat/--buffer-m) or one box (--bbox/--crs); the
-    window is --year or --start/--end, cut into --frames N bins for temporal models. Rerunning
+    window is --year or --start/--end, cut into --frames N bins for temporal models. Sensor
+    flags set fields of the job's sensor; the others are each model's own. Rerunning
     a job resumes it. The last line of stdout is the JSON summary; exit code 1 means some
     regions failed under --on-error continue.
     """
@@ -141,6 +154,8 @@ def export_command(
         device=device, precision=precision, batch_size=batch_size, fetch_workers=fetch_workers, on_error=on_error,
         max_retries=max_retries, resume=resume, overwrite=overwrite, quiet=quiet or None,
         model_args=parse_model_args_by_model(arg) if arg else None,
+        sensor=sensor_fields(collection, bands, scale_m, cloudy_pct, composite, mask, resampling,
+                             fill_value) or None,
     )
     if quantize is not None:
         overrides["quantize"] = None if quantize is Quantize.none else quantize.value

@@ -28,15 +28,21 @@ from eoembed.cli.export import export_command
 from eoembed.cli.learn import compare_command, predict_command, train_command
 from eoembed.cli.options import (
     ArgsOpt,
+    BandsOpt,
     BBoxOpt,
     BufferOpt,
+    CloudyPctOpt,
+    CollectionOpt,
+    CompositeOpt,
     CrsOpt,
     DeviceOpt,
     EndOpt,
+    FillValueOpt,
     FramesOpt,
     JsonOpt,
     LatOpt,
     LonOpt,
+    MaskOpt,
     ModelArg,
     ModelOpt,
     ModelsArg,
@@ -49,11 +55,14 @@ from eoembed.cli.options import (
     PrecisionOpt,
     ProviderOpt,
     QuietOpt,
+    ResamplingOpt,
+    ScaleOpt,
     StartOpt,
     YearOpt,
     check_out_path,
     parse_bbox,
     parse_model_args,
+    sensor_fields,
 )
 from eoembed.errors import DependencyNotFoundError, EoembedError
 from eoembed.paths import check_output_file
@@ -64,7 +73,7 @@ if TYPE_CHECKING:
 
     from eoembed.embedders.card import ModelCard
     from eoembed.embedding import Embedding
-    from eoembed.specs import OutputSpec, SpatialSpec, TemporalSpec
+    from eoembed.specs import OutputSpec, SensorSpec, SpatialSpec, TemporalSpec
 
 __all__ = ["PLUGIN_GROUP", "app", "load_plugins", "main"]
 
@@ -325,15 +334,16 @@ def _vector(emb: Embedding, pooling: Pooling) -> np.ndarray:
 
 def _write_png(
     model: str, spatial: SpatialSpec, temporal: TemporalSpec, provider: str, emb: Embedding,
-    path: Path,
+    path: Path, sensor: SensorSpec | None = None,
 ) -> None:
-    """Save the input's RGB (from the same provider and grid) beside the embedding's PCA."""
+    """Save the input's RGB (same provider, sensor and grid) beside the embedding's PCA."""
     from eoembed import SensorSpec, inspect_input
     from eoembed.embedders import describe_model
     from eoembed.providers import get_provider
     from eoembed.viz import RGB_BANDS, save_comparison_png
 
-    patch = inspect_input(model, spatial=spatial, temporal=temporal, provider=provider)
+    patch = inspect_input(model, spatial=spatial, temporal=temporal, provider=provider,
+                          sensor=sensor)
     if not set(RGB_BANDS) <= set(patch["band"].values.tolist()):
         contract = describe_model(model).input
         sensor = SensorSpec(contract.collections[0], RGB_BANDS, contract.gsd_m)
@@ -410,6 +420,9 @@ def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
 def embed_command(
     model: ModelOpt = "mosaiks",
     provider: ProviderOpt = "sample",
+    collection: CollectionOpt = None, bands: BandsOpt = None, scale_m: ScaleOpt = None,
+    cloudy_pct: CloudyPctOpt = None, composite: CompositeOpt = None, mask: MaskOpt = None,
+    resampling: ResamplingOpt = None, fill_value: FillValueOpt = None,
     lon: LonOpt = None,
     lat: LatOpt = None,
     buffer_m: BufferOpt = 1280.0,
@@ -431,13 +444,18 @@ def embed_command(
     """Embed one region over one time window; print a summary and the vector's first values.
 
     The region is --lon/--lat/--buffer-m (a square in ground metres) or --bbox/--crs; the
-    window is --year or --start/--end. For grid output the printed vector is the grid pooled
+    window is --year or --start/--end; sensor flags change the model's own sensor (the
+    imagery read). For grid output the printed vector is the grid pooled
     with --pooling. With --png and a --pooling that reduces the grid, the model runs once, in
     grid mode: the grid makes the picture and, reduced, gives the vector (identical to the
     model's pooled output); a class-token or native pooling runs it twice.
     """
     from eoembed import OutputSpec, get_embedding
+    from eoembed.api import sensor_from_fields
 
+    fields = sensor_fields(collection, bands, scale_m, cloudy_pct, composite, mask, resampling,
+                           fill_value)
+    sensor = sensor_from_fields(model, fields, provider) if fields else None
     spatial = _region(lon, lat, buffer_m, bbox, crs)
     temporal = _window(year, start, end)
     wanted = _output_spec(output, pooling)
@@ -453,14 +471,14 @@ def embed_command(
     model_args = parse_model_args(arg or [])
     if precision is not None:
         model_args["precision"] = precision.value
-    request = {"spatial": spatial, "temporal": temporal, "provider": provider,
+    request = {"spatial": spatial, "temporal": temporal, "provider": provider, "sensor": sensor,
                "device": device, "frames": frames, **model_args}
     emb = get_embedding(model, output=OutputSpec.grid() if one_run else wanted, **request)
     vector = _vector(emb, pooling)
     if png is not None:
         picture = emb if emb.is_grid else get_embedding(model, output=OutputSpec.grid(),
                                                         **request)
-        _write_png(model, spatial, temporal, provider, picture, png)
+        _write_png(model, spatial, temporal, provider, picture, png, sensor)
     if out is not None:
         _save(emb, vector, wanted, out)
     if quiet:

@@ -14,18 +14,25 @@ from typing import Annotated, Any
 
 import typer
 
+from eoembed.specs.sensor import COMPOSITES, MASKS, RESAMPLINGS
+
 __all__ = [
     "GRID_SUFFIXES",
     "POOLED_SUFFIXES",
     "ArgsOpt",
     "BBoxOpt",
     "BatchSizeOpt",
+    "BandsOpt",
     "BufferOpt",
+    "CloudyPctOpt",
+    "CollectionOpt",
+    "CompositeOpt",
     "ConfigOpt",
     "CrsOpt",
     "DeviceOpt",
     "EndOpt",
     "FetchWorkersOpt",
+    "FillValueOpt",
     "FormatOpt",
     "JobArgsOpt",
     "JobBufferOpt",
@@ -44,9 +51,12 @@ __all__ = [
     "Quantize",
     "QuantizeOpt",
     "RegionsOpt",
+    "ResamplingOpt",
     "ResumeOpt",
+    "ScaleOpt",
     "LatOpt",
     "LonOpt",
+    "MaskOpt",
     "ModelArg",
     "ModelOpt",
     "ModelsArg",
@@ -67,10 +77,11 @@ __all__ = [
     "parse_bbox",
     "parse_model_args",
     "parse_model_args_by_model",
+    "sensor_fields",
 ]
 
 _REGION, _TIME, _MODEL, _OUTPUT = "Region", "Time window", "Model", "Output"
-_JOB, _RUN = "Job", "Execution"
+_JOB, _RUN, _SENSOR = "Job", "Execution", "Sensor"
 
 POOLED_SUFFIXES = (".npy", ".npz", ".json")
 """Files ``--out`` writes for pooled output."""
@@ -162,6 +173,68 @@ EndOpt = Annotated[
     str | None, typer.Option(help="First day excluded (the window is half-open).",
                              rich_help_panel=_TIME),
 ]
+
+# -- sensor (any given builds a SensorSpec; the rest is the model's own sensor) -------------
+
+CollectionOpt = Annotated[
+    str | None,
+    typer.Option("--collection", rich_help_panel=_SENSOR,
+                 help="Read this collection (e.g. landsat-c2-l2) instead of the model's; its "
+                 "bands serving the model's are matched by name, else by wavelength."),
+]
+BandsOpt = Annotated[
+    str | None,
+    typer.Option("--bands", metavar="B1,B2,...", rich_help_panel=_SENSOR,
+                 help="The collection's bands to read, comma-separated (default: those that "
+                 "serve the model's)."),
+]
+ScaleOpt = Annotated[
+    float | None,
+    typer.Option("--scale-m", rich_help_panel=_SENSOR,
+                 help="Ground metres per input pixel (default: the model's GSD)."),
+]
+CloudyPctOpt = Annotated[
+    float | None,
+    typer.Option("--cloudy-pct", rich_help_panel=_SENSOR,
+                 help="Skip scenes with more cloud cover, in percent (default 30)."),
+]
+CompositeOpt = Annotated[
+    str | None,
+    typer.Option("--composite", rich_help_panel=_SENSOR,
+                 help=f"How scenes combine: {' | '.join(COMPOSITES)} (default median)."),
+]
+MaskOpt = Annotated[
+    str | None,
+    typer.Option("--mask", rich_help_panel=_SENSOR,
+                 help=f"Per-pixel cloud mask: {' | '.join(MASKS)} (default auto: the "
+                 "collection's usual one)."),
+]
+ResamplingOpt = Annotated[
+    str | None,
+    typer.Option("--resampling", rich_help_panel=_SENSOR,
+                 help=f"Onto the --scale-m grid: {' | '.join(RESAMPLINGS)} (default auto)."),
+]
+FillValueOpt = Annotated[
+    float | None,
+    typer.Option("--fill-value", rich_help_panel=_SENSOR,
+                 help="Value of pixels no clear observation covers (default 0)."),
+]
+
+
+def sensor_fields(
+    collection: str | None, bands: str | None, scale_m: float | None, cloudy_pct: float | None,
+    composite: str | None, mask: str | None, resampling: str | None, fill_value: float | None,
+) -> dict[str, Any]:
+    """The sensor flags given, as SensorSpec fields (``--bands`` split on commas).
+
+    :func:`eoembed.api.sensor_from_fields` checks them and completes them from the model's.
+    """
+    fields = {"collection": collection, "scale_m": scale_m, "cloudy_pct": cloudy_pct,
+              "composite": composite, "mask": mask, "resampling": resampling,
+              "fill_value": fill_value,
+              "bands": None if bands is None else [b.strip() for b in bands.split(",")]}
+    return {k: v for k, v in fields.items() if v is not None}
+
 
 # -- output ---------------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Same rules as export jobs (:mod:`eoembed.pipeline.config`, whose strict sections and error
 messages this reuses): unknown keys fail with a suggestion, values are checked before any file
 is read, and problems are one-line :class:`~eoembed.errors.SpecError` naming the key path.
-Relative ``embeddings`` and ``labels`` paths are relative to the YAML file; ``out`` to the
-current directory.
+Relative ``embeddings``, ``labels`` and ``out`` paths are relative to the YAML file
+(:func:`eoembed.pipeline.config.job_paths`).
 
 Example ``train.yaml`` (keys after ``out`` are optional and show their defaults)::
 
@@ -39,7 +39,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from eoembed.errors import DependencyNotFoundError, SpecError
 from eoembed.heads.splits import METHODS
-from eoembed.pipeline.config import _Section, _spec_error
+from eoembed.pipeline.config import _Section, _spec_error, job_paths
 
 __all__ = ["CompareConfig", "ExportRef", "SplitConfig", "TrainConfig", "merge_job", "read_yaml"]
 
@@ -126,10 +126,8 @@ class TrainConfig(_Job):
     @classmethod
     def from_yaml(cls, path: str | Path,
                   overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-        """Read a job file (relative input paths are relative to it)."""
-        data = read_yaml(path)
-        _relative(data, Path(path).parent, "embeddings")
-        _relative(data, Path(path).parent, "labels")
+        """Read a job file (its relative paths are relative to it)."""
+        data = job_paths(read_yaml(path), path, ("embeddings", "labels", "out"))
         return cls.from_dict(data, overrides)
 
     def to_kwargs(self) -> dict[str, Any]:
@@ -167,30 +165,23 @@ class CompareConfig(_Job):
     @classmethod
     def from_yaml(cls, path: str | Path,
                   overrides: Mapping[str, Any] | None = None) -> CompareConfig:
-        """Read a job file (relative input paths are relative to it)."""
-        data = read_yaml(path)
-        base = Path(path).parent
+        """Read a job file (its relative paths are relative to it)."""
+        data = job_paths(read_yaml(path), path, ("labels", "out"))
+        base = Path(path).expanduser().absolute().parent
         items = data.get("embeddings")
         if isinstance(items, list):
             data["embeddings"] = [
-                str(base / item) if isinstance(item, str) else
-                {**item, "path": str(base / str(item["path"]))}
+                str(base / Path(item).expanduser()) if isinstance(item, str) else
+                {**item, "path": str(base / Path(str(item["path"])).expanduser())}
                 if isinstance(item, Mapping) and "path" in item else item
                 for item in items
             ]
-        _relative(data, base, "labels")
         return cls.from_dict(data, overrides)
 
     def to_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`eoembed.heads.compare`."""
         entries: list[Any] = [(e.path, e.model) if e.model else e.path for e in self.embeddings]
         return {"embeddings": entries, **self._common()}
-
-
-def _relative(data: dict[str, Any], base: Path, key: str) -> None:
-    value = data.get(key)
-    if isinstance(value, str) and value.strip():
-        data[key] = str(base / Path(value).expanduser())
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -9,13 +9,14 @@ key path and what is allowed.
 
 Example ``job.yaml`` (every key after ``out`` is optional and shows its default)::
 
-    regions: sites.csv            # region file, relative to this YAML file; or a list of
+    regions: sites.csv            # region file; or a list of
     buffer_m: 1280                #   {lon, lat[, buffer_m]}, {bbox: [...], crs} or geometries
     models: [mosaiks]             # ids, or {id, args: {...}, sensor: {...}} entries
     temporal: {start: 2015-06-23, end: 2016-06-11}   # or {year: 2021}; end excluded
-    out: exports/sites            # folder, relative to the current directory
-    provider: sample
-    sensor: null                  # {collection, bands, scale_m, ...}; null: each model's own
+    out: exports/sites            # the export folder
+    provider: sample              # or local:catalog.json (any path LocalProvider reads)
+    sensor: null                  # {collection, bands, scale_m, ...}: fields left out come from
+                                  #   each model's own sensor; null: each model's own
     frames: null                  # temporal models: N equal time bins instead of a composite
     output: {mode: pooled, pooling: mean}            # or grid
     format: geoparquet            # geoparquet | zarr | netcdf | cog | npz
@@ -33,6 +34,10 @@ Example ``job.yaml`` (every key after ``out`` is optional and shows its default)
     progress: true
     quiet: false                  # true also turns progress off
 
+Paths in a job file (``regions``, ``out``, the path of ``provider: local:PATH``) are relative
+to the file's folder, wherever the job is run from; ``~`` is expanded. Flags given on the
+command line are relative to the current directory, as usual.
+
 >>> from eoembed.pipeline import export_batch
 >>> from eoembed.pipeline.config import ExportConfig
 >>> result = export_batch(**ExportConfig.from_yaml("job.yaml").to_kwargs())  # doctest: +SKIP
@@ -42,10 +47,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
+from eoembed.api import check_sensor_fields, sensor_from_fields
 from eoembed.embedders.precision import Precision
 from eoembed.errors import DependencyNotFoundError, SpecError
 from eoembed.regions import located_error, read_regions
@@ -59,6 +65,9 @@ from eoembed.specs import (
     TemporalSpec,
 )
 from eoembed.specs.temporal import parse_date
+
+if TYPE_CHECKING:
+    from eoembed.providers.base import Provider
 
 try:
     from pydantic import (
@@ -83,6 +92,7 @@ __all__ = [
     "PointRegion",
     "SensorConfig",
     "TemporalConfig",
+    "job_paths",
     "merge_overrides",
 ]
 
@@ -181,10 +191,13 @@ class TemporalConfig(_Section):
 
 
 class SensorConfig(_Section):
-    """:class:`~eoembed.specs.SensorSpec` fields; those left out keep the spec's defaults."""
+    """:class:`~eoembed.specs.SensorSpec` fields; those left out come from the model's own.
 
-    collection: str
-    bands: list[str]
+    See :func:`eoembed.api.sensor_from_fields`.
+    """
+
+    collection: str | None = None
+    bands: list[str] | None = None
     scale_m: float | None = None
     cloudy_pct: float | None = None
     fill_value: float | None = None
@@ -194,12 +207,21 @@ class SensorConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        self.spec()
+        check_sensor_fields(self.fields())
         return self
 
-    def spec(self) -> SensorSpec:
-        """The sensor as a spec (the spec checks and names bad values)."""
-        return SensorSpec(**self.model_dump(exclude_none=True))
+    def fields(self) -> dict[str, Any]:
+        """The fields given."""
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def complete(self) -> bool:
+        """Whether it names collection and bands (no model's default is needed)."""
+        return self.collection is not None and self.bands is not None
+
+    def spec(self, model: str = "", provider: Provider | str | None = None) -> SensorSpec:
+        """The sensor as a spec: the fields given, the rest from ``model``'s on ``provider``."""
+        return sensor_from_fields(model, self.fields(), provider)
 
 
 class OutputConfig(_Section):
@@ -232,7 +254,7 @@ class ModelConfig(_Section):
     args: dict[str, Any] = Field(default_factory=dict)
     """Model arguments (``eoembed describe MODEL`` lists them), e.g. ``{weights: random}``."""
     sensor: SensorConfig | None = None
-    """Overrides the job's ``sensor`` for this model."""
+    """Replaces the job's ``sensor`` for this model."""
 
 
 # -- regions ------------------------------------------------------------------------------------
@@ -339,13 +361,14 @@ class ExportConfig(_Section):
     models: list[ModelConfig] = Field(min_length=1)
     temporal: TemporalConfig
     sensor: SensorConfig | None = None
-    """For every model without its own; ``None``: each model's own sensor."""
+    """For every model without its own (a partial one completed for each model from its own
+    sensor); ``None``: each model's own sensor."""
     provider: str = "sample"
     frames: int | None = Field(default=None, gt=0)
     """Temporal models only: a time series of this many equal bins of the window."""
     # Output
     out: Path
-    """The export folder (a relative path is relative to the current directory)."""
+    """The export folder."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     format: str = "geoparquet"
     quantize: Literal["int8"] | None = None
@@ -430,7 +453,7 @@ class ExportConfig(_Section):
     def from_yaml(
         cls, path: str | Path, overrides: Mapping[str, Any] | None = None
     ) -> ExportConfig:
-        """Read a job file; a relative ``regions`` path is relative to the file's folder.
+        """Read a job file; its relative paths are relative to its folder (see job_paths).
 
         Raises:
             SpecError: an unreadable file, YAML that is not a mapping, or an invalid job.
@@ -461,11 +484,7 @@ class ExportConfig(_Section):
         if not isinstance(data, Mapping):
             raise SpecError("config", str(path), allowed="a YAML mapping of job keys",
                             reason=f"the file holds a {type(data).__name__}")
-        data = dict(data)
-        regions = data.get("regions")
-        if isinstance(regions, str) and regions.strip():
-            data["regions"] = str(path.parent / Path(regions).expanduser())
-        return cls.from_dict(data, overrides)
+        return cls.from_dict(job_paths(data, path, ("regions", "out")), overrides)
 
     def spatials(self) -> list[SpatialSpec]:
         """The regions as specs: the file read with :func:`read_regions`, or the inline list.
@@ -483,9 +502,28 @@ class ExportConfig(_Section):
                 raise located_error(f"regions[{index}]", exc) from None
         return specs
 
+    def sensors(self) -> tuple[SensorSpec | None, dict[str, SensorSpec]]:
+        """The job's ``sensor`` and each model's own; partial ones completed per model.
+
+        The provider is built (and asked what it serves) only for a partial sensor.
+        """
+        from eoembed.providers.registry import get_provider
+
+        source: Provider | None = None
+        shared = self.sensor if self.sensor is not None and self.sensor.complete else None
+        sensors: dict[str, SensorSpec] = {}
+        for model in self.models:
+            fields = model.sensor or (None if shared else self.sensor)
+            if fields is None:
+                continue
+            if not fields.complete and source is None:
+                source = get_provider(self.provider)
+            sensors[model.id] = fields.spec(model.id, source)
+        return (shared.spec() if shared else None), sensors
+
     def to_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``export_batch``: specs built, region files read."""
-        sensors = {m.id: m.sensor.spec() for m in self.models if m.sensor is not None}
+        sensor, sensors = self.sensors()
         model_args = {m.id: dict(m.args) for m in self.models if m.args}
         if self.precision is not None:
             for m in self.models:
@@ -496,7 +534,7 @@ class ExportConfig(_Section):
             "models": [m.id for m in self.models],
             "temporal": self.temporal.spec(),
             "out": self.out,
-            "sensor": self.sensor.spec() if self.sensor is not None else None,
+            "sensor": sensor,
             "sensors": sensors or None,
             "model_args": model_args or None,
             "provider": self.provider,
@@ -516,6 +554,41 @@ class ExportConfig(_Section):
         }
 
 
+# -- paths --------------------------------------------------------------------------------------
+
+
+def job_paths(
+    data: Mapping[str, Any], job_file: str | Path, keys: Iterable[str]
+) -> dict[str, Any]:
+    """``data`` with the paths a job file gives made absolute from the file's folder.
+
+    The string values of ``keys`` are paths; so is the argument of ``provider: local:PATH``
+    (also behind ``cached:``). ``~`` is expanded, absolute paths are kept, so a job runs the
+    same from any working directory. Flags (the overrides) are not touched: they are
+    relative to the current directory.
+    """
+    folder = Path(job_file).expanduser().absolute().parent
+    resolved = dict(data)
+    for key in keys:
+        value = resolved.get(key)
+        if isinstance(value, str) and value.strip():
+            resolved[key] = str(folder / Path(value).expanduser())
+    provider = resolved.get("provider")
+    if isinstance(provider, str):
+        resolved["provider"] = _provider_path(provider, folder)
+    return resolved
+
+
+def _provider_path(provider: str, folder: Path) -> str:
+    """``local:PATH`` with ``PATH`` taken from ``folder``; ``cached:`` looked through."""
+    name, sep, argument = provider.partition(":")
+    if name == "local" and argument.strip():
+        return f"local:{folder / Path(argument).expanduser()}"
+    if name == "cached" and sep:
+        return f"cached:{_provider_path(argument, folder)}"
+    return provider
+
+
 # -- overrides ----------------------------------------------------------------------------------
 
 
@@ -528,6 +601,8 @@ def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
       of a start/end window.
     - ``output``: ``{mode}`` or ``{pooling}`` replaces that part; a new mode without a pooling
       drops the old pooling (grid output has none, pooled defaults to the model's own pooling).
+    - ``sensor``: each field replaces that field; a new ``collection`` without ``bands`` drops
+      the old bands (they are the new collection's that serve each model).
     - ``model_args``: ``{model_id: {key: value}}`` is merged into that model's ``args``
       (:data:`ALL_MODELS` means every model), after ``models`` is overridden.
 
@@ -540,6 +615,8 @@ def merge_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
             merged[key] = _merge_temporal(merged.get(key), value)
         elif key == "output":
             merged[key] = _merge_output(merged.get(key), value)
+        elif key == "sensor":
+            merged[key] = _merge_sensor(merged.get(key), value)
         elif key != "model_args":
             merged[key] = value
     if overrides.get("model_args"):
@@ -557,6 +634,17 @@ def _merge_output(base: Any, new: Mapping[str, Any]) -> Any:
     current = {"mode": base} if isinstance(base, str) else dict(base or {})
     if "mode" in new and "pooling" not in new and new["mode"] != current.get("mode", "pooled"):
         current.pop("pooling", None)
+    return {**current, **new}
+
+
+def _merge_sensor(base: Any, new: Mapping[str, Any]) -> Any:
+    if not isinstance(base, Mapping):
+        return dict(new)
+    current = dict(base)
+    if "bands" not in new and new.get("collection", current.get("collection")) != current.get(
+        "collection"
+    ):
+        current.pop("bands", None)
     return {**current, **new}
 
 
