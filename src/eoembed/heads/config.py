@@ -31,6 +31,7 @@ A compare job has the same keys, except ``embeddings`` is a list (folders, or
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -167,7 +168,7 @@ class CompareConfig(_Job):
                   overrides: Mapping[str, Any] | None = None) -> CompareConfig:
         """Read a job file (its relative paths are relative to it)."""
         data = job_paths(read_yaml(path), path, ("labels", "out"))
-        base = Path(path).expanduser().absolute().parent
+        base = Path(os.path.abspath(Path(path).expanduser())).parent
         items = data.get("embeddings")
         if isinstance(items, list):
             data["embeddings"] = [

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -572,18 +573,23 @@ def job_paths(
     for key in keys:
         value = resolved.get(key)
         if isinstance(value, str) and value.strip():
-            resolved[key] = str(folder / Path(value).expanduser())
+            resolved[key] = _from_folder(folder, value)
     provider = resolved.get("provider")
     if isinstance(provider, str):
         resolved["provider"] = _provider_path(provider, folder)
     return resolved
 
 
+def _from_folder(folder: Path, path: str) -> str:
+    """``path`` (``~`` expanded) from ``folder``, without ``..`` parts."""
+    return os.path.normpath(folder / Path(path).expanduser())
+
+
 def _provider_path(provider: str, folder: Path) -> str:
     """``local:PATH`` with ``PATH`` taken from ``folder``; ``cached:`` looked through."""
     name, sep, argument = provider.partition(":")
     if name == "local" and argument.strip():
-        return f"local:{folder / Path(argument).expanduser()}"
+        return f"local:{_from_folder(folder, argument)}"
     if name == "cached" and sep:
         return f"cached:{_provider_path(argument, folder)}"
     return provider
