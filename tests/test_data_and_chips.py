@@ -242,7 +242,7 @@ def test_chips_of_an_unreadable_folder_or_with_raise_fail_up_front(tmp_path, l8_
     with pytest.raises(ProviderError, match="none of the 1 chip"):
         open_chips(tmp_path)
     (tmp_path / "l8_0.tif").write_bytes((l8_chips / "l8_0.tif").read_bytes())
-    with pytest.raises(ProviderError, match="broken.tif"):
+    with pytest.raises(ProviderError, match=r"broken\.tif"):
         export_batch(open_chips(tmp_path, sensor="landsat-8"), "mosaiks", temporal=WINDOW,
                      out=tmp_path / "x", device="cpu", progress=False)
     assert not (tmp_path / "x").exists()

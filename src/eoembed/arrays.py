@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNIT_NAMES",
+    "read_image",
     "BandsLike",
     "UnitLike",
     "array_grid",
@@ -123,6 +125,32 @@ def array_grid(crs: Any, transform: Any, height: int, width: int) -> Grid | None
                         allowed="a north-up transform with square pixels (a, 0, c, 0, -a, f)")
     text = crs.to_string() if hasattr(crs, "to_string") else str(crs)
     return Grid(text, float(t.c), float(t.f), float(t.a), int(width), int(height))
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, list[str] | None, Any, Any]:
+    """A raster file's pixels, band descriptions, CRS and transform.
+
+    Descriptions are None unless every band has one; nodata pixels become 0 (what providers
+    fill missing pixels with).
+
+    Raises:
+        SpecError: a file rasterio cannot read.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            pixels = src.read().astype(np.float32)
+            names = list(src.descriptions) if all(src.descriptions) else None
+            nodata, crs, transform = src.nodata, src.crs, src.transform
+    except (RasterioError, OSError) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise SpecError("image", str(path), allowed="a raster file (GeoTIFF...)",
+                        reason=first) from None
+    if nodata is not None:
+        pixels[pixels == np.float32(nodata)] = 0.0
+    return pixels, names, crs, transform if crs is not None else None
 
 
 def _metric(crs: str) -> bool:
@@ -223,8 +251,9 @@ def get_embedding_from_data(
         sensor: a registered sensor (:data:`eoembed.bands.SENSORS`; default Sentinel-2).
         gsd_m: ground metres per pixel (default: the transform's, in a metric CRS).
         unit: the values' unit (:data:`UnitLike`), converted to what the model expects.
-        crs, transform: where the pixels lie (a CRS string or object, a rasterio ``Affine``);
-            grid outputs are georeferenced when both are known.
+        crs: the pixels' CRS (a string or a CRS object).
+        transform: their affine transform (a rasterio ``Affine``); grid outputs are
+            georeferenced when it and ``crs`` are known.
         temporal: when the pixels were taken (for models that take dates).
         output: ``OutputSpec.pooled()`` (default) or ``OutputSpec.grid()``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
@@ -293,7 +322,7 @@ def get_embedding_from_data(
         **embedder.metadata(),
         "provider": "data",
         "temporal": temporal.to_dict() if temporal is not None else None,
-        "sensor": {"name": label, "bands": order, "gsd_m": float(gsd_m),
+        "sensor": {"name": label, "bands": order, "scale_m": float(gsd_m),
                    "unit": unit if isinstance(unit, str) else list(unit)},
         "band_match": match.to_dict(),
         "output": output.to_dict(),

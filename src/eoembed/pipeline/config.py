@@ -76,6 +76,7 @@ except ImportError:  # pragma: no cover - the export extra brings pydantic
 
 __all__ = [
     "BoxRegion",
+    "ChipsConfig",
     "ExportConfig",
     "GeometryRegion",
     "ModelConfig",
@@ -200,6 +201,18 @@ class SensorConfig(_Section):
     def spec(self) -> SensorSpec:
         """The sensor as a spec (the spec checks and names bad values)."""
         return SensorSpec(**self.model_dump(exclude_none=True))
+
+
+class ChipsConfig(_Section):
+    """A chip folder: every GeoTIFF one region (see :func:`eoembed.providers.chips.open_chips`)."""
+
+    path: str
+    """A folder, a glob pattern or one file."""
+    sensor: str | None = None
+    """The registered sensor naming the chips' bands (default Sentinel-2)."""
+    bands: list[str] | None = None
+    """The chips' bands in file order (default: each file's band descriptions)."""
+    unit: str = "dn"
 
 
 class OutputConfig(_Section):
@@ -332,8 +345,10 @@ class ExportConfig(_Section):
     """
 
     # What and where
-    regions: RegionsField
+    regions: RegionsField | None = None
     """A region file (see :func:`eoembed.regions.read_regions`) or a list of inline regions."""
+    chips: ChipsConfig | None = None
+    """Instead of regions: a chip folder, each chip one region on its own grid."""
     buffer_m: float | None = Field(default=None, gt=0)
     """Half side in metres for points (in files or inline) that carry no ``buffer_m``."""
     models: list[ModelConfig] = Field(min_length=1)
@@ -372,6 +387,12 @@ class ExportConfig(_Section):
         """A single inline region may be given without a list around it."""
         return [value] if isinstance(value, Mapping) else value
 
+    @field_validator("chips", mode="before")
+    @classmethod
+    def _chips_path(cls, value: Any) -> Any:
+        """``chips: folder/`` is ``{path: folder/}``."""
+        return {"path": value} if isinstance(value, str) else value
+
     @field_validator("out", mode="before")
     @classmethod
     def _named_out(cls, value: Any) -> Any:
@@ -403,7 +424,9 @@ class ExportConfig(_Section):
         for index, model_id in enumerate(ids):
             if model_id in ids[:index]:
                 raise SpecError(f"models[{index}].id", model_id, allowed="each model once")
-        if not isinstance(self.regions, Path):
+        if (self.regions is None) == (self.chips is None):
+            raise SpecError("regions", self.regions, allowed="regions or chips (one of them)")
+        if self.regions is not None and not isinstance(self.regions, Path):
             if not self.regions:
                 raise SpecError("regions", [], allowed="at least one region (a list, or a file)")
             self.spatials()
@@ -465,6 +488,11 @@ class ExportConfig(_Section):
         regions = data.get("regions")
         if isinstance(regions, str) and regions.strip():
             data["regions"] = str(path.parent / Path(regions).expanduser())
+        chips = data.get("chips")
+        if isinstance(chips, str) and chips.strip():
+            data["chips"] = str(path.parent / Path(chips).expanduser())
+        elif isinstance(chips, Mapping) and isinstance(chips.get("path"), str):
+            data["chips"] = {**chips, "path": str(path.parent / Path(chips["path"]).expanduser())}
         return cls.from_dict(data, overrides)
 
     def spatials(self) -> list[SpatialSpec]:
@@ -475,7 +503,9 @@ class ExportConfig(_Section):
         """
         if isinstance(self.regions, Path):
             return read_regions(self.regions, buffer_m=self.buffer_m)
-        specs = []
+        specs: list[SpatialSpec] = []
+        if self.regions is None:  # chips: see to_kwargs
+            return specs
         for index, item in enumerate(self.regions):
             try:
                 specs.append(item.spec(self.buffer_m))
@@ -491,8 +521,14 @@ class ExportConfig(_Section):
             for m in self.models:
                 if _takes_precision(m.id):
                     model_args.setdefault(m.id, {}).setdefault("precision", self.precision)
+        spatials: Any = self.spatials()
+        if self.chips is not None:
+            from eoembed.providers.chips import open_chips
+
+            spatials = open_chips(self.chips.path, sensor=self.chips.sensor,
+                                  bands=self.chips.bands, unit=self.chips.unit)
         return {
-            "spatials": self.spatials(),
+            "spatials": spatials,
             "models": [m.id for m in self.models],
             "temporal": self.temporal.spec(),
             "out": self.out,

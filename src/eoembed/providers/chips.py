@@ -192,7 +192,8 @@ def open_chips(
     listed = _list(source)
     if not listed:
         raise ProviderError(f"no chips ({', '.join(CHIP_SUFFIXES)}) found at {source!r}")
-    chips, table = [], ()
+    chips: list[_Chip] = []
+    table: tuple[BandInfo, ...] = ()
     for path, name in listed:
         chip, infos = _read_chip(path, name, bands, sensor)
         chips.append(chip)
