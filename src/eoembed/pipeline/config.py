@@ -387,6 +387,17 @@ class ExportConfig(_Section):
         """A single inline region may be given without a list around it."""
         return [value] if isinstance(value, Mapping) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _regions_or_chips(cls, data: Any) -> Any:
+        """A job needs regions, or chips; missing both is reported as missing regions."""
+        if isinstance(data, Mapping) and data.get("regions") is None and (
+            data.get("chips") is None
+        ):
+            raise SpecError("regions", None, allowed=_HINTS["regions"] + "; or chips: a folder",
+                            reason="Field required")
+        return data
+
     @field_validator("chips", mode="before")
     @classmethod
     def _chips_path(cls, value: Any) -> Any:
