@@ -60,6 +60,21 @@ def _cut(files: dict[str, Path], row: int, col: int, size: int, out: Path) -> BB
                 crs=crs.to_string())
 
 
+def _damage_pixels(chip: Path, out: Path) -> None:
+    """A deflate-compressed copy of ``chip`` whose first block is overwritten: the header
+    reads, the pixels do not."""
+    with rasterio.open(chip) as src:
+        profile, pixels, names = src.profile, src.read(), src.descriptions
+    with rasterio.open(out, "w", **{**profile, "compress": "deflate"}) as dst:
+        dst.write(pixels)
+        dst.descriptions = names
+    with rasterio.open(out) as src:
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    raw = bytearray(out.read_bytes())
+    raw[offset : offset + 64] = b"\xff" * 64
+    out.write_bytes(bytes(raw))
+
+
 @pytest.fixture(scope="module")
 def s2_chips(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> tuple[Path, list[BBox]]:
     folder = tmp_path_factory.mktemp("s2chips")
@@ -193,7 +208,8 @@ def test_chip_export_resumes_redoes_a_deleted_file_and_a_corrupt_chip_fails_alon
     folder.mkdir()
     for chip in sorted(l8_chips.iterdir()):
         (folder / chip.name).write_bytes(chip.read_bytes())
-    (folder / "broken.tif").write_bytes((folder / "l8_0.tif").read_bytes()[:300])
+    (folder / "broken.tif").write_bytes((folder / "l8_0.tif").read_bytes()[:300])  # no header
+    _damage_pixels(folder / "l8_0.tif", folder / "damaged.tif")  # header fine, pixels not
     # Same footprint, other pixels: another job, not a duplicate of l8_1.
     with rasterio.open(folder / "l8_1.tif") as src:
         profile, pixels, names = src.profile, src.read(), src.descriptions
@@ -209,23 +225,23 @@ def test_chip_export_resumes_redoes_a_deleted_file_and_a_corrupt_chip_fails_alon
                             progress=False)
 
     first = run()
-    assert (first.total, first.ok, first.failed) == (4, 3, 1)
-    failed = [e for e in read_manifest(out) if e.status == "failed"]
-    assert len(failed) == 1 and failed[0].spatial["name"] == "broken.tif"
-    assert failed[0].stage == "fetch" and "cannot be read" in failed[0].error
-    with pytest.warns(UserWarning, match="1 result"):
+    assert (first.total, first.ok, first.failed) == (5, 3, 2)
+    failed = {e.spatial["name"]: e for e in read_manifest(out) if e.status == "failed"}
+    assert sorted(failed) == ["broken.tif", "damaged.tif"]
+    assert all(e.stage == "fetch" and "cannot be read" in e.error for e in failed.values())
+    with pytest.warns(UserWarning, match="2 result"):
         frame = load_export(out)
     rows = {json.loads(r.spatial)["name"]: np.asarray(r.embedding) for r in frame.itertuples()}
     assert sorted(rows) == ["l8_0.tif", "l8_1.tif", "l8_1_later.tif"]
     assert not np.allclose(rows["l8_1.tif"], rows["l8_1_later.tif"])
 
     again = run()
-    assert (again.ok, again.reused, again.fetches) == (0, 3, 1)  # only the broken chip retried
+    assert (again.ok, again.reused, again.fetches) == (0, 3, 2)  # only the failed ones again
 
     ok = {e.spatial["name"]: e for e in read_manifest(out) if e.status == "ok"}
     (out / model_dir("mosaiks") / ok["l8_0.tif"].files[0]).unlink()
     redone = run()
-    assert (redone.ok, redone.reused, redone.failed) == (1, 2, 1)
+    assert (redone.ok, redone.reused, redone.failed) == (1, 2, 2)
     with pytest.warns(UserWarning):
         frame = load_export(out)
     again_rows = {json.loads(r.spatial)["name"]: np.asarray(r.embedding)

@@ -172,6 +172,8 @@ def _from_dataarray(
     if bands is None:
         coord = da.coords[da.dims[-3]].values if da.dims[-3] in da.coords else None
         long_name = da.attrs.get("long_name")
+        if isinstance(long_name, str):  # rioxarray gives one band's description as a string
+            long_name = [long_name]
         if coord is not None and all(isinstance(v, str) and v for v in coord.tolist()):
             bands = [str(v) for v in coord.tolist()]
         elif isinstance(long_name, list | tuple) and all(isinstance(v, str) and v
