@@ -249,6 +249,25 @@ def test_chip_export_resumes_redoes_a_deleted_file_and_a_corrupt_chip_fails_alon
     np.testing.assert_array_equal(again_rows["l8_0.tif"], rows["l8_0.tif"])
 
 
+def test_the_one_call_api_reads_chips_on_their_own_grid(l8_chips):
+    from eoembed import get_embeddings_batch
+
+    chips = open_chips(l8_chips, sensor="landsat-8")
+    grids = get_embeddings_batch("mosaiks", spatials=chips.specs, temporal=WINDOW,
+                                 provider=chips, output=OutputSpec.grid(), device="cpu",
+                                 **MOSAIKS)
+    for spec, emb in zip(chips.specs, grids, strict=True):
+        assert emb.meta["input_grid"] == spec.chip_grid.to_dict()
+        assert emb.meta["sensor"]["scale_m"] == 30.0 and emb.meta["scene_ids"] == [spec.name]
+        with rasterio.open(l8_chips / spec.name) as src:
+            mine = get_embedding_from_data("mosaiks", src.read(), sensor="landsat-8",
+                                           bands=list(L8_BANDS), crs=src.crs,
+                                           transform=src.transform, output=OutputSpec.grid(),
+                                           device="cpu", **MOSAIKS)
+        np.testing.assert_allclose(emb.numpy(), mine.numpy(), rtol=1e-6)
+        assert emb.data.rio.transform() == mine.data.rio.transform()
+
+
 def test_chips_of_an_unreadable_folder_or_with_raise_fail_up_front(tmp_path, l8_chips):
     from eoembed.errors import ProviderError
 
