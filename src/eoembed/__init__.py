@@ -27,6 +27,7 @@ from eoembed.specs import (
 
 if TYPE_CHECKING:
     from eoembed.api import get_embedding, get_embeddings_batch, inspect_input
+    from eoembed.arrays import get_embedding_from_data
     from eoembed.embedders import describe_model, list_models
     from eoembed.embedding import Embedding
     from eoembed.heads import predict, train
@@ -46,6 +47,7 @@ __all__ = (
     "describe_model",
     "export_batch",
     "get_embedding",
+    "get_embedding_from_data",
     "get_embeddings_batch",
     "inspect_input",
     "list_models",
@@ -57,6 +59,7 @@ __all__ = (
 _LAZY = {
     "get_embedding": "eoembed.api",
     "get_embeddings_batch": "eoembed.api",
+    "get_embedding_from_data": "eoembed.arrays",
     "inspect_input": "eoembed.api",
     "Embedding": "eoembed.embedding",
     "describe_model": "eoembed.embedders",

@@ -74,16 +74,18 @@ def default_sensor(
     fallback = collection or card.input.collections[0]
     if provider is None:
         return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)
+    # Providers that never resample (chips) read at their own pixel size.
+    gsd = getattr(provider, "native_gsd_m", None) or card.input.gsd_m
     served = dict(provider.collections())
     if collection is not None:
         served = {collection: served[collection]} if collection in served else {}
     usable = [c for c in card.input.collections if c in served]
     if usable:
-        return SensorSpec(usable[0], card.input.band_names, card.input.gsd_m)
+        return SensorSpec(usable[0], card.input.band_names, gsd)
     needed = set(card.input.band_names)
     by_name = [name for name, info in served.items() if needed <= set(info.band_names)]
     if by_name:
-        return SensorSpec(by_name[0], card.input.band_names, card.input.gsd_m)
+        return SensorSpec(by_name[0], card.input.band_names, gsd)
     first_error: BandMatchError | None = None
     for name, info in served.items():
         try:
@@ -92,7 +94,7 @@ def default_sensor(
         except BandMatchError as exc:
             first_error = first_error or exc
             continue
-        return SensorSpec(name, match.unique_source, card.input.gsd_m)
+        return SensorSpec(name, match.unique_source, gsd)
     if first_error is not None and len(served) == 1:
         raise first_error
     return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)

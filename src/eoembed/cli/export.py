@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -62,6 +62,18 @@ from eoembed.cli.options import (
 )
 
 __all__ = ["export_command"]
+
+ChipsOpt = Annotated[
+    str | None,
+    typer.Option("--chips", metavar="DIR_OR_GLOB", rich_help_panel="Region",
+                 help="Embed GeoTIFF chips instead of regions: a folder or a glob, each chip one "
+                 "sample on its own grid (band names from the files' band descriptions)."),
+]
+ChipSensorOpt = Annotated[
+    str | None,
+    typer.Option("--chip-sensor", rich_help_panel="Region",
+                 help="With --chips: the sensor naming their bands (sentinel-2, landsat-8...)."),
+]
 
 
 def _regions(
@@ -133,6 +145,8 @@ def export_command(
     resume: ResumeOpt = None,
     overwrite: OverwriteOpt = None,
     quiet: QuietOpt = False,
+    chips: ChipsOpt = None,
+    chip_sensor: ChipSensorOpt = None,
 ) -> None:
     """Embed many regions with one or more models and write them to --out.
 
@@ -157,6 +171,12 @@ def export_command(
         sensor=sensor_fields(collection, bands, scale_m, cloudy_pct, composite, mask, resampling,
                              fill_value) or None,
     )
+    if chips is not None:
+        if "regions" in overrides:
+            raise typer.BadParameter("give --chips or a region, not both", param_hint="--chips")
+        overrides["chips"] = _given(path=chips, sensor=chip_sensor)
+    elif chip_sensor is not None:
+        raise typer.BadParameter("--chip-sensor describes --chips", param_hint="--chips")
     if quantize is not None:
         overrides["quantize"] = None if quantize is Quantize.none else quantize.value
     if config is not None:

@@ -391,7 +391,7 @@ def _save(emb: Embedding, vector: np.ndarray, wanted: OutputSpec, path: Path) ->
 def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
     """Model, provider, scenes, input grid, output grid, warnings and timings."""
     meta = emb.meta
-    grid = meta["input_grid"]
+    grid = meta["input_grid"] or {"crs": "no CRS"}
     timings = meta["timings"]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -400,10 +400,11 @@ def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
     table.add_row("provider", meta["provider"])
     table.add_row("scenes", ", ".join(meta["scene_ids"]) or "none")
     table.add_row(
-        "input", f"{meta['input_shape'][0]} bands, {grid['width']}x{grid['height']} px "
+        "input", f"{meta['input_shape'][0]} bands, {meta['input_shape'][2]}x"
+        f"{meta['input_shape'][1]} px "
         f"of {meta['sensor']['scale_m']:g} m on {grid['crs']}",
     )
-    if emb.is_grid:
+    if emb.is_grid and meta.get("output_grid"):
         cells = meta["output_grid"]
         table.add_row("grid", f"{tuple(emb.data.shape)} (dim, y, x) on {cells['crs']}, "
                       f"cells of {cells['transform'][0]:g} m")
@@ -414,6 +415,41 @@ def _summary(emb: Embedding, vector: np.ndarray, pooling: Pooling) -> Table:
     for warning in meta.get("warnings", []):
         table.add_row("warning", Text(warning, style="yellow"))
     return table
+
+
+_IMAGE = "Your own image (instead of a region)"
+ImageOpt = Annotated[
+    Path | None,
+    typer.Option("--image", metavar="FILE", rich_help_panel=_IMAGE, exists=True, dir_okay=False,
+                 help="Embed this raster (GeoTIFF) as it is: no provider, no resampling; band "
+                 "names from its band descriptions or --bands."),
+]
+ImageSensorOpt = Annotated[
+    str | None,
+    typer.Option("--sensor", rich_help_panel=_IMAGE,
+                 help="With --image: the sensor naming its bands (sentinel-2, landsat-8, ...)."),
+]
+ImageUnitOpt = Annotated[
+    str, typer.Option("--unit", rich_help_panel=_IMAGE,
+                      help="With --image: its values, dn (reflectance x 10000) or reflectance."),
+]
+
+
+def _embed_image(
+    model: str, image: Path, bands: str | None, sensor: str | None, unit: str,
+    output: OutputSpec, device: str, model_args: dict[str, Any],
+) -> Embedding:
+    """``--image``: the file's pixels through :func:`eoembed.get_embedding_from_data`."""
+    from eoembed.arrays import get_embedding_from_data, read_image
+
+    pixels, names, crs, transform = read_image(image)
+    given = [b.strip() for b in bands.split(",") if b.strip()] if bands else names
+    emb = get_embedding_from_data(model, pixels, bands=given, sensor=sensor, unit=unit,
+                                  crs=crs, transform=transform, output=output, device=device,
+                                  **model_args)
+    assert not isinstance(emb, list)
+    emb.meta["image"] = str(image)
+    return emb
 
 
 @app.command("embed")
@@ -440,8 +476,14 @@ def embed_command(
     out: OutOpt = None,
     png: PngOpt = None,
     quiet: QuietOpt = False,
+    image: ImageOpt = None,
+    sensor: ImageSensorOpt = None,
+    unit: ImageUnitOpt = "dn",
 ) -> None:
     """Embed one region over one time window; print a summary and the vector's first values.
+
+    Or embed your own raster with --image FILE (bands from its descriptions, or --bands and
+    --sensor): no region, window or provider then.
 
     The region is --lon/--lat/--buffer-m (a square in ground metres) or --bbox/--crs; the
     window is --year or --start/--end; sensor flags change the model's own sensor (the
@@ -453,11 +495,20 @@ def embed_command(
     from eoembed import OutputSpec, get_embedding
     from eoembed.api import sensor_from_fields
 
-    fields = sensor_fields(collection, bands, scale_m, cloudy_pct, composite, mask, resampling,
-                           fill_value)
-    sensor = sensor_from_fields(model, fields, provider) if fields else None
-    spatial = _region(lon, lat, buffer_m, bbox, crs)
-    temporal = _window(year, start, end)
+    fields = sensor_fields(collection, None if image is not None else bands, scale_m, cloudy_pct,
+                           composite, mask, resampling, fill_value)
+    if image is not None:
+        given = [flag for flag, value in (("--lon/--lat", lon if lon is not None else lat),
+                                          ("--bbox", bbox), ("--year", year), ("--start", start),
+                                          ("--end", end), ("--frames", frames), ("--png", png))
+                 if value is not None] + [f"--{k.replace('_', '-')}" for k in fields]
+        if given:
+            raise typer.BadParameter(f"--image takes no {', '.join(given)}", param_hint="--image")
+    elif sensor is not None:
+        raise typer.BadParameter("--sensor names the bands of an --image", param_hint="--image")
+    spatial = _region(lon, lat, buffer_m, bbox, crs) if image is None else None
+    temporal = _window(year, start, end) if image is None else None
+    sensor_spec = sensor_from_fields(model, fields, provider) if fields else None
     wanted = _output_spec(output, pooling)
     if out is not None:
         check_out_path(out, wanted.mode)
@@ -471,14 +522,19 @@ def embed_command(
     model_args = parse_model_args(arg or [])
     if precision is not None:
         model_args["precision"] = precision.value
-    request = {"spatial": spatial, "temporal": temporal, "provider": provider, "sensor": sensor,
+    request = {"spatial": spatial, "temporal": temporal, "provider": provider,
+               "sensor": sensor_spec,
                "device": device, "frames": frames, **model_args}
-    emb = get_embedding(model, output=OutputSpec.grid() if one_run else wanted, **request)
+    if image is not None:
+        emb = _embed_image(model, image, bands, sensor, unit, wanted, device, model_args)
+    else:
+        emb = get_embedding(model, output=OutputSpec.grid() if one_run else wanted, **request)
     vector = _vector(emb, pooling)
     if png is not None:
+        assert spatial is not None and temporal is not None
         picture = emb if emb.is_grid else get_embedding(model, output=OutputSpec.grid(),
                                                         **request)
-        _write_png(model, spatial, temporal, provider, picture, png, sensor)
+        _write_png(model, spatial, temporal, provider, picture, png, sensor_spec)
     if out is not None:
         _save(emb, vector, wanted, out)
     if quiet:

@@ -186,7 +186,7 @@ BandsOpt = Annotated[
     str | None,
     typer.Option("--bands", metavar="B1,B2,...", rich_help_panel=_SENSOR,
                  help="The collection's bands to read, comma-separated (default: those that "
-                 "serve the model's)."),
+                 "serve the model's); with --image: the image's bands in file order."),
 ]
 ScaleOpt = Annotated[
     float | None,

@@ -86,6 +86,7 @@ except ImportError:  # pragma: no cover - the export extra brings pydantic
 
 __all__ = [
     "BoxRegion",
+    "ChipsConfig",
     "ExportConfig",
     "GeometryRegion",
     "ModelConfig",
@@ -225,6 +226,18 @@ class SensorConfig(_Section):
         return sensor_from_fields(model, self.fields(), provider)
 
 
+class ChipsConfig(_Section):
+    """A chip folder: every GeoTIFF one region (see :func:`eoembed.providers.chips.open_chips`)."""
+
+    path: str
+    """A folder, a glob pattern or one file."""
+    sensor: str | None = None
+    """The registered sensor naming the chips' bands (default Sentinel-2)."""
+    bands: list[str] | None = None
+    """The chips' bands in file order (default: each file's band descriptions)."""
+    unit: str = "dn"
+
+
 class OutputConfig(_Section):
     """``pooled`` (``pooling`` defaults to the model's own) or ``grid``; a string sets the mode."""
 
@@ -355,8 +368,10 @@ class ExportConfig(_Section):
     """
 
     # What and where
-    regions: RegionsField
+    regions: RegionsField | None = None
     """A region file (see :func:`eoembed.regions.read_regions`) or a list of inline regions."""
+    chips: ChipsConfig | None = None
+    """Instead of regions: a chip folder, each chip one region on its own grid."""
     buffer_m: float | None = Field(default=None, gt=0)
     """Half side in metres for points (in files or inline) that carry no ``buffer_m``."""
     models: list[ModelConfig] = Field(min_length=1)
@@ -396,6 +411,23 @@ class ExportConfig(_Section):
         """A single inline region may be given without a list around it."""
         return [value] if isinstance(value, Mapping) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _regions_or_chips(cls, data: Any) -> Any:
+        """A job needs regions, or chips; missing both is reported as missing regions."""
+        if isinstance(data, Mapping) and data.get("regions") is None and (
+            data.get("chips") is None
+        ):
+            raise SpecError("regions", None, allowed=_HINTS["regions"] + "; or chips: a folder",
+                            reason="Field required")
+        return data
+
+    @field_validator("chips", mode="before")
+    @classmethod
+    def _chips_path(cls, value: Any) -> Any:
+        """``chips: folder/`` is ``{path: folder/}``."""
+        return {"path": value} if isinstance(value, str) else value
+
     @field_validator("out", mode="before")
     @classmethod
     def _named_out(cls, value: Any) -> Any:
@@ -427,7 +459,9 @@ class ExportConfig(_Section):
         for index, model_id in enumerate(ids):
             if model_id in ids[:index]:
                 raise SpecError(f"models[{index}].id", model_id, allowed="each model once")
-        if not isinstance(self.regions, Path):
+        if (self.regions is None) == (self.chips is None):
+            raise SpecError("regions", self.regions, allowed="regions or chips (one of them)")
+        if self.regions is not None and not isinstance(self.regions, Path):
             if not self.regions:
                 raise SpecError("regions", [], allowed="at least one region (a list, or a file)")
             self.spatials()
@@ -485,7 +519,12 @@ class ExportConfig(_Section):
         if not isinstance(data, Mapping):
             raise SpecError("config", str(path), allowed="a YAML mapping of job keys",
                             reason=f"the file holds a {type(data).__name__}")
-        return cls.from_dict(job_paths(data, path, ("regions", "out")), overrides)
+        data = job_paths(data, path, ("regions", "out", "chips"))
+        chips = data.get("chips")
+        if isinstance(chips, Mapping) and isinstance(chips.get("path"), str):
+            folder = Path(path).expanduser().absolute().parent
+            data["chips"] = {**chips, "path": _from_folder(folder, chips["path"])}
+        return cls.from_dict(data, overrides)
 
     def spatials(self) -> list[SpatialSpec]:
         """The regions as specs: the file read with :func:`read_regions`, or the inline list.
@@ -495,7 +534,9 @@ class ExportConfig(_Section):
         """
         if isinstance(self.regions, Path):
             return read_regions(self.regions, buffer_m=self.buffer_m)
-        specs = []
+        specs: list[SpatialSpec] = []
+        if self.regions is None:  # chips: see to_kwargs
+            return specs
         for index, item in enumerate(self.regions):
             try:
                 specs.append(item.spec(self.buffer_m))
@@ -530,8 +571,14 @@ class ExportConfig(_Section):
             for m in self.models:
                 if _takes_precision(m.id):
                     model_args.setdefault(m.id, {}).setdefault("precision", self.precision)
+        spatials: Any = self.spatials()
+        if self.chips is not None:
+            from eoembed.providers.chips import open_chips
+
+            spatials = open_chips(self.chips.path, sensor=self.chips.sensor,
+                                  bands=self.chips.bands, unit=self.chips.unit)
         return {
-            "spatials": self.spatials(),
+            "spatials": spatials,
             "models": [m.id for m in self.models],
             "temporal": self.temporal.spec(),
             "out": self.out,

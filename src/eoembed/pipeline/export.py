@@ -26,6 +26,7 @@ from eoembed.errors import (
     ExportConflictError,
     ExportNotFoundError,
     IncompleteExportWarning,
+    ProviderError,
     SpecError,
     UnsafeExportPathError,
 )
@@ -52,6 +53,7 @@ from eoembed.specs.spatial import SpatialLike, SpatialSpec
 
 if TYPE_CHECKING:
     from eoembed.providers.base import Provider
+    from eoembed.providers.chips import ChipsProvider
     from eoembed.writers.base import Writer
 
 __all__ = ["JOB_FILE", "ExportResult", "export_batch", "load_export", "model_dir"]
@@ -122,7 +124,7 @@ def _check_options(
 
 
 def export_batch(
-    spatials: Iterable[SpatialLike],
+    spatials: Iterable[SpatialLike] | ChipsProvider,
     models: str | Sequence[str],
     *,
     temporal: TemporalSpec,
@@ -153,6 +155,10 @@ def export_batch(
     progress: bool = True,
 ) -> ExportResult:
     """Embed every region with every model and write the results to ``out``.
+
+    ``spatials`` may also be a chip folder (:func:`eoembed.providers.chips.open_chips`):
+    each chip is then one region, read from its own file on its own grid (``provider`` is
+    unused), identified by its file name and content hash.
 
     >>> from eoembed import PointBuffer, TemporalSpec, export_batch
     >>> points = [PointBuffer(-75.70, 37.70, 1280), PointBuffer(-75.65, 37.68, 1280)]
@@ -223,6 +229,7 @@ def export_batch(
         default_sensor,
     )
     from eoembed.embedders.registry import describe_model
+    from eoembed.providers.chips import ChipsProvider
     from eoembed.providers.registry import get_provider
     from eoembed.writers import get_writer
 
@@ -245,6 +252,12 @@ def export_batch(
         unknown = sorted(set(mapping) - set(model_ids))
         if unknown:
             raise SpecError(f"{name} key", unknown[0], allowed=model_ids)
+    if isinstance(spatials, ChipsProvider):  # a chip folder: the chips are regions and source
+        provider, spatials = spatials, list(spatials.specs)
+        if on_error == "raise" and provider.unreadable:
+            bad = provider.unreadable[0]
+            raise ProviderError(f"chip {bad.name!r} cannot be read: {bad.error} (pass "
+                                "on_error='continue' to embed the other chips)")
     source = get_provider(provider)
     cards = {m: describe_model(m) for m in model_ids}
     for model_id, card in cards.items():

@@ -192,6 +192,9 @@ def plan_fetches(
                 if grid is None:
                     grid = grids[grid_key] = _grid(index, spatial, sensor.scale_m)
                 read = [grid.to_dict(), temporal.to_dict(), sensor.to_dict(), provider]
+                identity = getattr(spatial, "source_identity", None)
+                if identity:  # a chip: its own file, not any pixels on its grid
+                    read.append(identity)
                 key = sha256_hex(read if frames is None else [*read, {"frames": frames}])
                 task = tasks.get(key)
                 if task is None:
