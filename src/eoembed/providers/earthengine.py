@@ -40,7 +40,7 @@ from eoembed.errors import (
     SpecError,
 )
 from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
-from eoembed.providers.base import CollectionInfo, check_served
+from eoembed.providers.base import CollectionInfo, check_served, request_grid
 from eoembed.providers.masks import (
     CLOUD_PROB_THRESHOLD,
     QA_PIXEL_BITS,
@@ -567,7 +567,7 @@ class EarthEngineProvider:
         t0 = time.perf_counter()
         table = self._table(sensor)
         mask = self._mask(table, sensor)
-        grid = grid or spatial.grid(sensor.scale_m)
+        grid = grid or request_grid(spatial, sensor)
         ee_bands = [table.band_ids[b] for b in sensor.bands]
         self._ensure_session()
         collection = self._collection(table, spatial, temporal, sensor)
