@@ -34,7 +34,7 @@ from eoembed.providers._stac_bands import (
     StacCollection,
 )
 from eoembed.providers.base import CollectionInfo, Scene
-from eoembed.providers.radiometry import sentinel2_radiometry
+from eoembed.providers.radiometry import scene_radiometry
 from eoembed.providers.scenes import SceneProvider
 from eoembed.redact import RedactingFilter, redact
 from eoembed.retrying import RETRY_STATUSES, RetryPolicy, http_status, is_transient
@@ -97,7 +97,7 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
     An item with only ``start_datetime``/``end_datetime`` (acquisition day unknown) keeps that
     range; STAC's ``end_datetime`` is inclusive, the scene's ``end`` is the day after it.
     Sentinel-2 items get the per-band conversion to harmonised DN their metadata calls for
-    (:func:`~eoembed.providers.radiometry.sentinel2_radiometry`).
+    (:func:`~eoembed.providers.radiometry.scene_radiometry`).
     """
     from shapely.geometry import shape
 
@@ -121,7 +121,7 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
         footprint_wkt=shape(item.geometry).wkt,
         assets={b: a.get_absolute_href() or a.href for b, a in assets.items()},
         cloud_cover=props.get("eo:cloud_cover"),
-        radiometry=sentinel2_radiometry(
+        radiometry=scene_radiometry(
             collection.info, props, {b: a.extra_fields for b, a in assets.items()}
         ),
     )
