@@ -105,7 +105,7 @@ def _qa_pixel(bqa: np.ndarray) -> np.ndarray:
 def _l2_arrays() -> dict[str, np.ndarray]:
     """The Level-2 rewrite of the whole scene (band -> uint16), fill block included."""
     out = {}
-    for band, name in L2_NAMES.items():
+    for band in L2_NAMES:
         if band == "qa_pixel":
             data = _qa_pixel(_scene("BQA"))
             data[FILL] = 1
@@ -508,3 +508,18 @@ def test_level_1_sun_elevation_from_the_item_or_the_mtl(products: Products) -> N
     expected = np.maximum(_in_region(_toa("B4")) * np.float32(factor), 0)
     np.testing.assert_allclose(stac.sel(band="red").values, expected, rtol=1e-5)
     assert "view:sun_elevation 60" in stac.attrs["radiometry"][0]["reason"]
+
+
+def test_landsat_collections_carry_oli_tirs_wavelengths() -> None:
+    from eoembed.bands import SENSORS
+
+    oli = {b.common_name: b for b in SENSORS["landsat-8"]}
+    for cid in (L1, L2):
+        for band in KNOWN_STAC_COLLECTIONS[cid].info.bands:
+            if band.is_quality:
+                continue
+            ref = oli[band.name]
+            assert (band.wavelength_um, band.bandwidth_um) == (
+                ref.wavelength_um, ref.bandwidth_um), (cid, band)
+    assert KNOWN_STAC_COLLECTIONS[L2].info.unit == KNOWN_STAC_COLLECTIONS[L1].info.unit == (
+        HARMONISED_DN)

@@ -246,8 +246,10 @@ def _match(name: str) -> tuple[tuple[str, ...], str | None] | None:
         scene_id = name[: name.rindex(f"_{suffix}.")]
         level, mission = c2.group("level"), int(c2.group("mission"))
         collection = "pre" if c2.group("collection") == "00" else c2.group("collection")
-        day = dt.datetime.strptime(c2.group("date"), "%Y%m%d").date().isoformat()
-        return (scene_id, level, str(mission), day), _band(level, mission, collection, suffix)
+        acquired = dt.datetime.strptime(c2.group("date"), "%Y%m%d").date().isoformat()
+        return (scene_id, level, str(mission), acquired), _band(
+            level, mission, collection, suffix
+        )
     pre = _PRE_NAME.match(name)
     if pre is not None:
         mission = int(pre.group("mission"))

@@ -75,8 +75,8 @@ def _scene_from_item(
     """Translate a pystac Item once; nothing past the provider sees pystac.
 
     Relative asset hrefs resolve from the item's own file, or from ``base_href`` (the item
-    collection file) for items that have none. Sentinel-2 items of a known collection get the
-    conversion to harmonised DN their metadata calls for, as from STAC APIs
+    collection file) for items that have none. Sentinel-2 and Landsat items of a known collection get the
+    conversion to their unit their metadata calls for, as from STAC APIs
     (:func:`~eoembed.providers.radiometry.scene_radiometry`).
     """
     from pystac.utils import make_absolute_href
