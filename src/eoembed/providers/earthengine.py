@@ -16,6 +16,8 @@ application default credentials), or uses the session the caller already initial
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import json
 import math
@@ -205,7 +207,9 @@ EARTH_ENGINE_COLLECTIONS: dict[str, EarthEngineCollection] = {
             (_QA60, SENTINEL2_MASK_BANDS["CLDPRB"]),
         ),
         EarthEngineCollection(
-            _with_bands(KNOWN_STAC_COLLECTIONS["landsat-c2-l2"].info),
+            # Not converted here yet: Earth Engine's Landsat DN are served as stored.
+            dataclasses.replace(_with_bands(KNOWN_STAC_COLLECTIONS["landsat-c2-l2"].info),
+                                unit=""),
             ("LANDSAT/LC09/C02/T1_L2", "LANDSAT/LC08/C02/T1_L2"),
             _LANDSAT_EE_BANDS, cloud_property="CLOUD_COVER",
         ),
