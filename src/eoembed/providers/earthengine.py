@@ -17,7 +17,6 @@ application default credentials), or uses the session the caller already initial
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 import json
 import math
