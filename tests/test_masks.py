@@ -381,11 +381,15 @@ def test_landsat_qa_pixel_mosaic(tmp_path, base) -> None:
             bands[key] = make_cog(tmp_path / name / f"{key}.tif", data, UTM, GRID.transform,
                                   nodata=0)
         bands["qa_pixel"] = make_cog(tmp_path / name / "qa.tif", qa, UTM, GRID.transform)
-        items.append(make_stac_item(name, bands, date="2020-06-02", cloud_cover=cloud,
-                                    collection=LANDSAT))
+        item = make_stac_item(name, bands, date="2020-06-02", cloud_cover=cloud,
+                              collection=LANDSAT)
+        for key in ("red", "nir08"):  # declared reflectance = DN / 10000: values as written
+            item.assets[key].extra_fields["raster:bands"] = [{"scale": 1e-4, "offset": 0.0}]
+        items.append(item)
     provider = LocalProvider.from_stac(make_stac_catalog(tmp_path / "stac", items))
+    # On GRID itself (10 m edges on multiples of 10 m, as the COGs), not Landsat's native grid.
     da = provider.fetch(SMALL, JUNE, SensorSpec(LANDSAT, ("red", "nir08"), scale_m=10,
-                                                composite="mosaic", fill_value=-1))
+                                                composite="mosaic", fill_value=-1), grid=GRID)
     assert da.attrs["mask"] == "qa_pixel"
     bad1 = np.zeros((64, 64), bool)
     bad1[0:30, 0:20] = True  # cloud + dilated cloud; water is clear

@@ -409,8 +409,8 @@ def test_rules_in_order() -> None:
     unknown = _rules({"s2:processing_baseline": "N/A"})["B04"]
     assert unknown.identity and "unparseable" in unknown.reason
     assert _rules({})["B04"].identity
-    # Other collections are served as stored.
-    assert KNOWN_STAC_COLLECTIONS["landsat-c2-l2"].info.unit == ""
+    # Other collections are served as stored (Landsat has its own rules: test_landsat).
+    assert KNOWN_STAC_COLLECTIONS["hls-s30"].info.unit == ""
 
 
 def test_values_below_the_offset_clamp_to_zero_and_nodata_stays_nan() -> None:

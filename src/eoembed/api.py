@@ -23,7 +23,7 @@ from eoembed.embedders.registry import describe_model, embedder_class, list_mode
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError, ModelArgumentError, SpecError
 from eoembed.grid import Grid
-from eoembed.providers.base import check_served
+from eoembed.providers.base import check_served, request_grid
 from eoembed.providers.registry import get_provider
 from eoembed.specs import OutputSpec, SensorSpec, SpatialSpec, TemporalSpec, as_spatial
 from eoembed.specs.spatial import SpatialLike
@@ -184,7 +184,7 @@ def check_grids(
     for index, region in enumerate(regions):
         where = f"regions[{index}]" if len(regions) > 1 else ""
         try:
-            grid = region.grid(sensor.scale_m)
+            grid = request_grid(region, sensor)
             if options is not None:
                 options.check_input(model, grid.height, grid.width)
         except SpecError as exc:

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "MAX_PIXELS_ENV",
     "Grid",
+    "NativeGrid",
     "check_pixel_budget",
     "local_metric_crs",
     "max_pixels",
@@ -119,34 +120,43 @@ class Grid:
 
     @classmethod
     def snapped(
-        cls, crs: str, bounds: tuple[float, float, float, float], resolution: float
+        cls, crs: str, bounds: tuple[float, float, float, float], resolution: float,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> Grid:
-        """The smallest grid with pixel edges on multiples of ``resolution`` covering ``bounds``.
+        """The smallest grid with pixel edges at ``origin + k * resolution`` covering ``bounds``.
 
-        Snapping to multiples of the resolution keeps grids of the same CRS aligned with each
-        other and with the native grids of Sentinel-2 and Landsat, so that a 10 m band read at
-        10 m is not resampled at all.
+        Snapping keeps grids of the same CRS aligned with each other and, with the right
+        ``origin``, with a sensor's native grid, so that a band read at its own resolution is
+        not resampled at all. Sentinel-2's native edges lie on multiples of 10/20/60 m (the
+        default origin); Landsat's do not: its pixel *centres* lie on multiples of the
+        resolution, so its 30 m edges are odd multiples of 15 m (origin ``(15, 15)``, see
+        :class:`NativeGrid`). Snapping Landsat to the default origin shifts it half a pixel
+        and grows the grid by one.
         """
         left, bottom, right, top = bounds
+        ox, oy = (o % resolution for o in origin)
         eps = 1e-6 * resolution
-        x0 = math.floor(left / resolution + eps) * resolution
-        x1 = math.ceil(right / resolution - eps) * resolution
-        y0 = math.floor(bottom / resolution + eps) * resolution
-        y1 = math.ceil(top / resolution - eps) * resolution
+        x0 = ox + math.floor((left - ox) / resolution + eps) * resolution
+        x1 = ox + math.ceil((right - ox) / resolution - eps) * resolution
+        y0 = oy + math.floor((bottom - oy) / resolution + eps) * resolution
+        y1 = oy + math.ceil((top - oy) / resolution - eps) * resolution
         width = max(1, round((x1 - x0) / resolution))
         height = max(1, round((y1 - y0) / resolution))
         return cls(crs, x0, y1, resolution, width, height)
 
     @classmethod
     def centred(
-        cls, crs: str, x: float, y: float, half_size: float, resolution: float
+        cls, crs: str, x: float, y: float, half_size: float, resolution: float,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> Grid:
         """A square grid of side ``2*half_size`` centred within half a pixel of (x, y).
 
-        Pixel edges stay on multiples of ``resolution`` (see :meth:`snapped`), so the centre of
-        a grid of an even number of pixels is the pixel corner nearest (x, y), and that of an
-        odd number the pixel centre nearest (x, y).
+        Pixel edges stay at ``origin + k * resolution`` (see :meth:`snapped`), so the centre
+        of a grid of an even number of pixels is the pixel corner nearest (x, y), and that of
+        an odd number the pixel centre nearest (x, y).
         """
+        ox, oy = (o % resolution for o in origin)
+        x, y = x - ox, y - oy
         n = max(1, math.ceil(2 * half_size / resolution - 1e-9))
         if n % 2 == 0:
             col = round(x / resolution) - n // 2
@@ -154,7 +164,50 @@ class Grid:
         else:
             col = math.floor(x / resolution) - n // 2
             row = math.floor(y / resolution) + n // 2 + 1
-        return cls(crs, col * resolution, row * resolution, resolution, n, n)
+        return cls(crs, ox + col * resolution, oy + row * resolution, resolution, n, n)
+
+
+_UTM_NORTH, _UTM_SOUTH = range(32601, 32661), range(32701, 32761)
+_SOUTH_FALSE_NORTHING = 10_000_000.0
+
+
+@dataclass(frozen=True)
+class NativeGrid:
+    """Where a collection's native pixel edges lie in its UTM zone, at any resolution.
+
+    Request grids in a UTM zone put their edges there too (:meth:`origin`), so reading a
+    collection at its own resolution in its own zone copies pixels instead of resampling.
+    """
+
+    offset_px: float = 0.0
+    """Edges at ``(k + offset_px) * resolution`` metres: 0 for Sentinel-2 and HLS (edges on
+    multiples of 10/20/30/60 m), 0.5 for Landsat (pixel centres on multiples: 30 m edges at
+    odd multiples of 15 m, 15 m panchromatic edges at odd multiples of 7.5 m)."""
+    north_zones: bool = False
+    """Whether southern scenes are gridded in the *northern* UTM zone (negative northings),
+    as Landsat's are; a request in the southern zone (EPSG:327xx, 10 000 km false northing)
+    then shifts its rows to match."""
+
+    def origin(self, crs: str, resolution: float) -> tuple[float, float]:
+        """A pixel corner of the native grid, in grid CRS ``crs`` at ``resolution``.
+
+        ``(0, 0)`` (edges on multiples of the resolution) outside UTM zones, where no
+        native grid lies.
+        """
+        code = _epsg(crs)
+        if code is None or (code not in _UTM_NORTH and code not in _UTM_SOUTH):
+            return (0.0, 0.0)
+        shift = self.offset_px * resolution
+        y = shift + (_SOUTH_FALSE_NORTHING if self.north_zones and code in _UTM_SOUTH else 0.0)
+        return (shift % resolution, y % resolution)
+
+
+def _epsg(crs: str) -> int | None:
+    """The EPSG code of ``"EPSG:32616"``-style strings (as grids carry them), else None."""
+    authority, _, code = crs.partition(":")
+    if authority.upper() != "EPSG" or not code.isdigit():
+        return None
+    return int(code)
 
 
 def max_pixels() -> int:

@@ -171,7 +171,7 @@ def plan_fetches(
     by_sensor: dict[SensorSpec, list[ModelPlan]] = {}
     for plan in models:
         by_sensor.setdefault(plan.sensor, []).append(plan)
-    grids: dict[tuple[str, float], Grid] = {}
+    grids: dict[tuple[str, float, str], Grid] = {}
     for index, spatial in enumerate(regions):
         grids.clear()
         for sensor, plans in by_sensor.items():
@@ -187,10 +187,10 @@ def plan_fetches(
                 if jid in done:
                     (reused if done[jid] == job.fingerprint else stale).append(job)
                     continue
-                grid_key = (spatial.fingerprint, sensor.scale_m)
+                grid_key = (spatial.fingerprint, sensor.scale_m, sensor.collection)
                 grid = grids.get(grid_key)
                 if grid is None:
-                    grid = grids[grid_key] = _grid(index, spatial, sensor.scale_m)
+                    grid = grids[grid_key] = _grid(index, spatial, sensor)
                 read = [grid.to_dict(), temporal.to_dict(), sensor.to_dict(), provider]
                 identity = getattr(spatial, "source_identity", None)
                 if identity:  # a chip: its own file, not any pixels on its grid
@@ -203,12 +203,16 @@ def plan_fetches(
     return Plan(list(tasks.values()), reused, stale, len(seen))
 
 
-def _grid(index: int, spatial: SpatialSpec, scale_m: float) -> Grid:
-    """``spatial``'s grid; a region past the pixel budget fails the plan, naming its index."""
+def _grid(index: int, spatial: SpatialSpec, sensor: SensorSpec) -> Grid:
+    """``spatial``'s grid, snapped to ``sensor``'s native grid; fails naming the region.
+
+    A region past the pixel budget fails the plan with its index in the message.
+    """
     from eoembed.errors import SpecError
+    from eoembed.providers.base import request_grid
     from eoembed.regions import located_error
 
     try:
-        return spatial.grid(scale_m)
+        return request_grid(spatial, sensor)
     except SpecError as exc:
         raise located_error(f"regions[{index}]", exc) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eoembed.bands import (
+    SENSORS,
     SENTINEL2_BANDS,
     SENTINEL2_L2A_BANDS,
     SENTINEL2_MASK_BANDS,
@@ -21,13 +22,16 @@ from eoembed.bands import (
     quality_band,
     sentinel2,
 )
+from eoembed.grid import NativeGrid
 from eoembed.providers.base import CollectionInfo
 from eoembed.providers.radiometry import HARMONISED_DN
 
 __all__ = [
     "EARTH_SEARCH_COLLECTIONS",
     "KNOWN_STAC_COLLECTIONS",
+    "LANDSAT_GRID",
     "PLANETARY_COMPUTER_COLLECTIONS",
+    "USGS_COLLECTIONS",
     "StacCollection",
 ]
 
@@ -127,31 +131,56 @@ SENTINEL2_L2A = StacCollection(
     aliases=_aliases([*(p for p in _S2_SPELLINGS if p[0] != "B10"), ("SCL", ("scl",))]),
 )
 
-# Landsat Collection 2 Level-2 --------------------------------------------------------------
+# Landsat ---------------------------------------------------------------------------------
 # Bands are named by STAC common name: Landsat's band numbers differ between missions (SR_B1 is
-# coastal on Landsat 8/9 but blue on 4-7), common names do not. OLI numbers (SR_B4) are
-# accepted only as eo:bands names, where a key or common name did not already decide.
-_LANDSAT = (
-    BandInfo("coastal", "coastal", 0.443, 30.0),
-    BandInfo("blue", "blue", 0.482, 30.0),
-    BandInfo("green", "green", 0.561, 30.0),
-    BandInfo("red", "red", 0.655, 30.0),
-    BandInfo("nir08", "nir08", 0.865, 30.0),
-    BandInfo("swir16", "swir16", 1.609, 30.0),
-    BandInfo("swir22", "swir22", 2.201, 30.0),
-    BandInfo("lwir11", "lwir11", 10.9, 30.0),
-    quality_band("qa_pixel", 30.0),
-)
+# coastal on Landsat 8/9 but blue on 4-7), common names do not. OLI numbers (SR_B4, B4) are
+# accepted only where a key or common name did not already decide. Wavelengths and bandwidths
+# are OLI/TIRS's (eoembed.bands.SENSORS["landsat-8"]), so models match them by wavelength.
+LANDSAT_GRID = NativeGrid(offset_px=0.5, north_zones=True)
+"""Landsat's grids put pixel centres on multiples of the pixel size (30 m edges at odd
+multiples of 15 m), in the northern UTM zone even for southern scenes."""
+_OLI_TIRS = {b.common_name: b for b in SENSORS["landsat-8"]}
+_OLI_NUMBERS = {b.common_name: b.name for b in SENSORS["landsat-8"]}  # red -> B4
+
+
+def _landsat(*common_names: str) -> tuple[BandInfo, ...]:
+    return tuple(
+        BandInfo(c, c, _OLI_TIRS[c].wavelength_um, _OLI_TIRS[c].gsd_m, _OLI_TIRS[c].bandwidth_um)
+        for c in common_names
+    )
+
+
+_L2_REFLECTIVE = ("coastal", "blue", "green", "red", "nir08", "swir16", "swir22")
 LANDSAT_C2_L2 = StacCollection(
     CollectionInfo(
-        "landsat-c2-l2", _LANDSAT, "L2SP", nodata=0.0,
-        description="Landsat 4-9 Collection 2 Level-2 surface reflectance/temperature (DN)",
+        "landsat-c2-l2", (*_landsat(*_L2_REFLECTIVE, "lwir11"), quality_band("qa_pixel", 30.0)),
+        "L2SP", nodata=0.0,
+        description="Landsat 4-9 Collection 2 Level-2 surface reflectance x 10000, surface "
+        "temperature (lwir11) in kelvin, QA_PIXEL",
+        unit=HARMONISED_DN, native_grid=LANDSAT_GRID,
     ),
-    stac_ids=("landsat-c2-l2",),
+    stac_ids=("landsat-c2-l2", "landsat-c2l2-sr"),
     aliases=_aliases([
         ("coastal", ("SR_B1",)), ("blue", ("SR_B2",)), ("green", ("SR_B3",)),
         ("red", ("SR_B4",)), ("nir08", ("SR_B5", "nir")), ("swir16", ("SR_B6",)),
         ("swir22", ("SR_B7",)), ("lwir11", ("ST_B10", "lwir")), ("qa_pixel", ("QA_PIXEL",)),
+    ]),
+)
+_L1_BANDS = (*_L2_REFLECTIVE, "pan", "cirrus", "lwir11", "lwir12")
+LANDSAT_C2_L1 = StacCollection(
+    CollectionInfo(
+        "landsat-c2-l1",
+        (*_landsat(*_L1_BANDS), quality_band("qa_pixel", 30.0), quality_band("bqa", 30.0)),
+        "L1", nodata=0.0,
+        description="Landsat 8/9 OLI/TIRS Level-1 top-of-atmosphere reflectance x 10000 "
+        "(sun-angle corrected where the sun elevation is known), thermal brightness temperature "
+        "in kelvin, QA_PIXEL (Collection 2) or BQA (pre-collection)",
+        unit=HARMONISED_DN, native_grid=LANDSAT_GRID,
+    ),
+    stac_ids=("landsat-c2l1",),
+    aliases=_aliases([
+        *((c, (_OLI_NUMBERS[c],)) for c in _L1_BANDS),
+        ("qa_pixel", ("QA_PIXEL",)), ("bqa", ("BQA",)),
     ]),
 )
 
@@ -209,7 +238,10 @@ SENTINEL1_RTC = StacCollection(
 
 KNOWN_STAC_COLLECTIONS: dict[str, StacCollection] = {
     c.info.id: c
-    for c in (SENTINEL2_L1C, SENTINEL2_L2A, LANDSAT_C2_L2, HLS_S30, HLS_L30, SENTINEL1_RTC)
+    for c in (
+        SENTINEL2_L1C, SENTINEL2_L2A, LANDSAT_C2_L2, LANDSAT_C2_L1, HLS_S30, HLS_L30,
+        SENTINEL1_RTC,
+    )
 }
 """Collections whose catalogue spellings eoembed knows, by eoembed collection id."""
 
@@ -227,4 +259,13 @@ PLANETARY_COMPUTER_COLLECTIONS = {
     "hls-l30": "hls2-l30",
     "sentinel-1-rtc": "sentinel-1-rtc",
 }
-"""eoembed collection id -> collection id on Microsoft Planetary Computer."""
+"""eoembed collection id -> collection id on Microsoft Planetary Computer (its
+``landsat-c2-l1`` is MSS, Landsat 1-5: not eoembed's OLI/TIRS ``landsat-c2-l1``)."""
+
+USGS_COLLECTIONS = {
+    "landsat-c2-l1": "landsat-c2l1",
+    "landsat-c2-l2": "landsat-c2l2-sr",
+}
+"""eoembed collection id -> collection id on USGS's LandsatLook STAC server
+(``https://landsatlook.usgs.gov/stac-server``; its assets need a USGS ERS login). Its
+``landsat-c2l2-sr`` holds reflectance only: surface temperature is in ``landsat-c2l2-st``."""

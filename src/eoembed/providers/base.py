@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eoembed.bands import BandInfo
+from eoembed.grid import NativeGrid
 from eoembed.providers.radiometry import Radiometry
 
 if TYPE_CHECKING:
@@ -22,7 +23,14 @@ if TYPE_CHECKING:
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
 __all__ = [
-    "check_served","CollectionInfo", "Provider", "Scene", "SeriesProvider"]
+    "CollectionInfo",
+    "Provider",
+    "Scene",
+    "SeriesProvider",
+    "check_served",
+    "known_native_grid",
+    "request_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,12 @@ class CollectionInfo:
     description: str = ""
     unit: str = ""
     """The unit pixels are served in: :data:`~eoembed.providers.radiometry.HARMONISED_DN`
-    (``"dn"``) for Sentinel-2 L1C/L2A, whatever the catalogue; ``""`` for as stored."""
+    (``"dn"``) for Sentinel-2 L1C/L2A and Landsat reflectance, whatever the catalogue;
+    ``""`` for as stored. Bands in another unit (Landsat thermal, in kelvin) say so in
+    their :class:`~eoembed.providers.radiometry.Radiometry`."""
+    native_grid: NativeGrid = field(default_factory=NativeGrid)
+    """Where the collection's pixel edges lie in UTM: request grids snap there, so a band read
+    at its native resolution in its own zone is not resampled."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -161,3 +174,33 @@ def check_served(
             f"{', '.join(missing)}; it has: {', '.join(info.band_names)}"
         )
     return info
+
+
+def known_native_grid(collection: str) -> NativeGrid:
+    """The native grid of a collection eoembed knows by id (the default grid otherwise).
+
+    For code that has a collection id but no provider (plans, up-front grid checks); it
+    agrees with the providers, whose collections of these ids declare the same grid.
+    """
+    from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
+
+    known = KNOWN_STAC_COLLECTIONS.get(collection)
+    return known.info.native_grid if known is not None else NativeGrid()
+
+
+def request_grid(
+    spatial: SpatialSpec, sensor: SensorSpec, info: CollectionInfo | None = None
+) -> Grid:
+    """The grid a request reads onto: ``spatial``'s, snapped to the collection's native grid.
+
+    Args:
+        spatial: the region.
+        sensor: the sensor spec (its ``scale_m``, and its collection when ``info`` is None).
+        info: the collection as the provider serves it (default: by id,
+            :func:`known_native_grid`).
+
+    Raises:
+        RegionTooLargeError: the grid exceeds the pixel budget.
+    """
+    native = info.native_grid if info is not None else known_native_grid(sensor.collection)
+    return spatial.grid(sensor.scale_m, native)

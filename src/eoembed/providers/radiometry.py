@@ -12,6 +12,15 @@ eoembed serves Sentinel-2 in one unit, :data:`HARMONISED_DN`, and decides per sc
 when a provider translates catalogue metadata (:func:`sentinel2_radiometry`); readers only
 apply the resulting :class:`Radiometry` to each band before any compositing, so a median over
 shifted and unshifted scenes is right.
+
+Landsat reflectance is served in the same unit, so Sentinel-2 models' normalisations apply
+(:func:`landsat_radiometry`): Collection 2 Level-2 surface reflectance is
+``DN * 2.75e-5 - 0.2`` and Level-1 top-of-atmosphere reflectance
+``(DN * 2e-5 - 0.1) / sin(sun elevation)`` (USGS's published constants, used unless the
+item's ``raster:bands`` or the product's MTL file declare others). Thermal bands are not
+reflectance: they are served in kelvin (Level-2 surface temperature ``DN * 0.00341802 +
+149``; Level-1 brightness temperature from radiance through the band's K1/K2) and say so in
+their :class:`Radiometry` ``unit``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from eoembed.bands import BandInfo
     from eoembed.providers.base import CollectionInfo
 
 __all__ = [
@@ -31,7 +41,9 @@ __all__ = [
     "RADIOMETRY_CONVENTION",
     "Radiometry",
     "harmonised_collection",
+    "landsat_radiometry",
     "radiometry_record",
+    "scene_radiometry",
     "sentinel2_radiometry",
 ]
 
@@ -46,9 +58,9 @@ Sentinel Hub's ``harmonizeValues`` and Planetary Computer's published recipe do.
 AS_STORED = ""
 """The unit of collections eoembed does not convert: values as the files store them."""
 
-RADIOMETRY_CONVENTION = 1
+RADIOMETRY_CONVENTION = 2
 """Version of the rules below; part of every patch cache key, so a patch cached under other
-rules (or none, before version 1) is never reused."""
+rules (or none, before version 1; Landsat as stored, before version 2) is never reused."""
 
 QUANTIFICATION = 10000.0
 """Sentinel-2 ``QUANTIFICATION_VALUE``: reflectance = DN / 10000 (+ offset since 04.00)."""
@@ -74,11 +86,16 @@ class Radiometry:
     """Why: which metadata decided it (recorded in the patch's ``attrs["radiometry"]``)."""
     minimum: float | None = None
     """Lowest value of the unit (0 for :data:`HARMONISED_DN`); None for no floor."""
+    unit: str = ""
+    """The band's unit when it is not the collection's (``"K"`` for thermal bands)."""
+    planck: tuple[float, float] | None = None
+    """``(K1, K2)``: the scaled value is radiance, turned into brightness temperature
+    ``K2 / ln(K1 / radiance + 1)`` (Landsat Level-1 thermal bands)."""
 
     @property
     def identity(self) -> bool:
         """Whether values pass through unchanged."""
-        return self.scale == 1.0 and self.offset == 0.0
+        return self.scale == 1.0 and self.offset == 0.0 and self.planck is None
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """``values`` (float32, NaN for nodata) in the unit; in place where possible."""
@@ -91,16 +108,27 @@ class Radiometry:
             out = np.multiply(out, np.float32(self.scale), out=out)
         if self.offset != 0.0:
             out = np.add(out, np.float32(self.offset), out=out)
+        if self.planck is not None:
+            k1, k2 = (np.float32(k) for k in self.planck)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # Radiance <= 0 has no temperature: NaN, never a number.
+                out = np.where(out > 0, k2 / np.log(k1 / out + 1), np.float32(np.nan))
+            out = out.astype(np.float32, copy=False)
         if self.minimum is not None:
             out = np.maximum(out, np.float32(self.minimum), out=out)  # NaN propagates
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (attrs, cache identities)."""
-        return {
+        out: dict[str, Any] = {
             "scale": self.scale, "offset": self.offset, "minimum": self.minimum,
             "reason": self.reason,
         }
+        if self.unit:
+            out["unit"] = self.unit
+        if self.planck is not None:
+            out["planck_k1_k2"] = list(self.planck)
+        return out
 
 
 def harmonised_collection(info: CollectionInfo | None) -> bool:
@@ -204,6 +232,129 @@ def sentinel2_radiometry(
         band: _one_band(properties, fields)
         for band, fields in band_fields.items() if band in spectral
     }
+
+
+# Landsat --------------------------------------------------------------------------------
+L2_REFLECTANCE = (2.75e-5, -0.2)
+"""Collection 2 Level-2 surface reflectance ``(scale, offset)``: reflectance = DN x s + o."""
+L2_TEMPERATURE = (0.00341802, 149.0)
+"""Collection 2 Level-2 surface temperature ``(scale, offset)``: kelvin = DN x s + o."""
+L1_REFLECTANCE = (2e-5, -0.1)
+"""Level-1 (OLI) top-of-atmosphere reflectance before the sun-angle correction."""
+L1_RADIANCE_TIRS = (3.342e-4, 0.1)
+"""Level-1 TIRS radiance ``(scale, offset)`` (W/(m2 sr um)), Landsat 8 and 9."""
+PLANCK_K1_K2 = {
+    ("landsat-8", "lwir11"): (774.8853, 1321.0789),
+    ("landsat-8", "lwir12"): (480.8883, 1201.1442),
+}
+"""Published TIRS thermal constants by (platform, band); other platforms need the MTL's."""
+_OLI_PLATFORMS = ("landsat-8", "landsat-9")
+SUN_ELEVATION_KEYS = ("view:sun_elevation", "landsat:sun_elevation", "sun_elevation")
+_THERMAL_UM = 3.0
+LANDSAT_K1_K2 = "eoembed:planck_k1_k2"
+"""Band field carrying ``(K1, K2)`` read from an MTL file (local products)."""
+
+
+def _sun_elevation(properties: Mapping[str, Any]) -> tuple[str, float] | None:
+    for key in SUN_ELEVATION_KEYS:
+        value = properties.get(key)
+        if value is None:
+            continue
+        try:
+            elevation = float(value)
+        except (TypeError, ValueError):
+            continue
+        if 0.0 < elevation <= 90.0:
+            return key, elevation
+    return None
+
+
+def _scale_offset(
+    fields: Mapping[str, Any], published: tuple[float, float], what: str
+) -> tuple[float, float, str]:
+    """The declared ``raster:bands`` scale/offset, else ``published``, and where they came from."""
+    scale, offset = _declared(fields)
+    if scale is None and offset is None:
+        why = f"{what}: published scale {published[0]:g}, offset {published[1]:g} (none declared)"
+        return published[0], published[1], why
+    scale = published[0] if scale is None else scale
+    offset = 0.0 if offset is None else offset
+    return scale, offset, f"{what}: raster:bands scale {scale:g}, offset {offset:g}"
+
+
+def _landsat_band(
+    band: BandInfo, level: str, properties: Mapping[str, Any], fields: Mapping[str, Any]
+) -> Radiometry:
+    """The rule for one band of one Landsat scene (see the module docstring)."""
+    import math
+
+    thermal = band.wavelength_um >= _THERMAL_UM
+    if level.startswith("L2"):
+        if thermal:
+            scale, offset, why = _scale_offset(fields, L2_TEMPERATURE, "surface temperature")
+            return Radiometry(scale, offset, f"{why}; kelvin, not reflectance", None, "K")
+        scale, offset, why = _scale_offset(fields, L2_REFLECTANCE, "surface reflectance")
+        return Radiometry(scale * QUANTIFICATION, offset * QUANTIFICATION,
+                          f"{why}; x 10000", 0.0)
+    if thermal:
+        platform = str(properties.get("platform", "")).casefold()
+        k1_k2 = fields.get(LANDSAT_K1_K2) or PLANCK_K1_K2.get((platform, band.common_name))
+        if k1_k2 is None:
+            return Radiometry(reason=f"Level-1 thermal band: no K1/K2 for platform "
+                              f"{platform or 'unknown'!r} (MTL file or Landsat 8 needed): "
+                              "DN as stored, not kelvin", unit="dn")
+        scale, offset, why = _scale_offset(fields, L1_RADIANCE_TIRS, "radiance")
+        k1, k2 = (float(k) for k in k1_k2)
+        return Radiometry(scale, offset, f"{why}; brightness temperature K2/ln(K1/L+1), "
+                          f"K1 {k1:g}, K2 {k2:g}", None, "K", (k1, k2))
+    platform = str(properties.get("platform", "")).casefold()
+    if platform and platform not in _OLI_PLATFORMS and _declared(fields) == (None, None):
+        return Radiometry(reason=f"Level-1 {platform}: no reflectance scale declared and the "
+                          "published one is OLI's (Landsat 8/9): DN as stored")
+    scale, offset, why = _scale_offset(fields, L1_REFLECTANCE, "TOA reflectance")
+    sun = _sun_elevation(properties)
+    if sun is None:
+        return Radiometry(scale * QUANTIFICATION, offset * QUANTIFICATION,
+                          f"{why}; x 10000; no sun elevation known: NOT corrected for the sun "
+                          "angle (divide by sin(sun elevation) for true TOA reflectance)", 0.0)
+    factor = QUANTIFICATION / math.sin(math.radians(sun[1]))
+    return Radiometry(scale * factor, offset * factor,
+                      f"{why}; / sin({sun[0]} {sun[1]:g}); x 10000", 0.0)
+
+
+def landsat_radiometry(
+    info: CollectionInfo | None,
+    properties: Mapping[str, Any],
+    band_fields: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Radiometry]:
+    """Band -> :class:`Radiometry` of one Landsat scene, from its properties and assets' fields.
+
+    Reflective bands go to :data:`HARMONISED_DN` (reflectance x 10000, floored at 0 as
+    Sentinel-2's); thermal bands to kelvin; quality bands stay as stored.
+
+    Args:
+        info: the eoembed collection (``processing_level`` ``"L2SP"`` or ``"L1"``).
+        properties: the item's properties (``view:sun_elevation``, ``platform``).
+        band_fields: band -> the ``extra_fields`` of the asset serving it.
+    """
+    if info is None or not harmonised_collection(info):
+        return {}
+    by_name = {b.name: b for b in info.bands if not b.is_quality}
+    return {
+        band: _landsat_band(by_name[band], info.processing_level, properties, fields)
+        for band, fields in band_fields.items() if band in by_name
+    }
+
+
+def scene_radiometry(
+    info: CollectionInfo | None,
+    properties: Mapping[str, Any],
+    band_fields: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Radiometry]:
+    """What brings each band of one scene to its collection's unit (Sentinel-2 or Landsat)."""
+    if info is not None and info.id.startswith("landsat-"):
+        return landsat_radiometry(info, properties, band_fields)
+    return sentinel2_radiometry(info, properties, band_fields)
 
 
 def radiometry_record(

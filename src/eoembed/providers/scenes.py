@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.errors import CapabilityError, NoDataError, ProviderError
-from eoembed.providers.base import CollectionInfo, Scene, check_served
+from eoembed.providers.base import CollectionInfo, Scene, check_served, request_grid
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -298,7 +298,7 @@ class SceneProvider:
         t0 = time.perf_counter()
         info = self.check(sensor)
         mask = self.mask_for(sensor)
-        grid = grid or spatial.grid(sensor.scale_m)
+        grid = grid or request_grid(spatial, sensor, info)
         scenes = self.search(spatial, temporal, sensor)
         stack, masked = self._read_scenes(scenes, grid, sensor, info, mask)
         count = clear_observations(stack)

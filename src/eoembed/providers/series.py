@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.errors import NoDataError, SpecError
-from eoembed.providers.base import Scene
+from eoembed.providers.base import Scene, request_grid
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -176,7 +176,7 @@ def fetch_series(
     n_frames = check_frames(frames, temporal)
     info = provider.check(sensor)
     mask = provider.mask_for(sensor)
-    grid = grid or spatial.grid(sensor.scale_m)
+    grid = grid or request_grid(spatial, sensor, info)
     scenes = provider.search(spatial, temporal, sensor)
     plan, unplaced = plan_frames(scenes, temporal, n_frames)
     if unplaced:

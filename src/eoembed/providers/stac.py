@@ -31,10 +31,11 @@ from eoembed.providers._stac_bands import (
     EARTH_SEARCH_COLLECTIONS,
     KNOWN_STAC_COLLECTIONS,
     PLANETARY_COMPUTER_COLLECTIONS,
+    USGS_COLLECTIONS,
     StacCollection,
 )
 from eoembed.providers.base import CollectionInfo, Scene
-from eoembed.providers.radiometry import sentinel2_radiometry
+from eoembed.providers.radiometry import scene_radiometry
 from eoembed.providers.scenes import SceneProvider
 from eoembed.redact import RedactingFilter, redact
 from eoembed.retrying import RETRY_STATUSES, RetryPolicy, http_status, is_transient
@@ -48,16 +49,19 @@ if TYPE_CHECKING:
 __all__ = [
     "EARTH_SEARCH_URL",
     "PLANETARY_COMPUTER_URL",
+    "USGS_LANDSATLOOK_URL",
     "PlanetaryComputerSigner",
     "StacProvider",
     "earth_search",
     "planetary_computer",
+    "usgs_landsat",
     "scene_from_item",
     "stac_datetime",
 ]
 
 EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 PLANETARY_COMPUTER_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+USGS_LANDSATLOOK_URL = "https://landsatlook.usgs.gov/stac-server"
 
 Signer = Callable[[str], str]
 """Turns an asset href into one that can be read (e.g. ``planetary_computer.sign``)."""
@@ -96,8 +100,8 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
 
     An item with only ``start_datetime``/``end_datetime`` (acquisition day unknown) keeps that
     range; STAC's ``end_datetime`` is inclusive, the scene's ``end`` is the day after it.
-    Sentinel-2 items get the per-band conversion to harmonised DN their metadata calls for
-    (:func:`~eoembed.providers.radiometry.sentinel2_radiometry`).
+    Sentinel-2 and Landsat items get the per-band conversion to their collection's unit that
+    their metadata calls for (:func:`~eoembed.providers.radiometry.scene_radiometry`).
     """
     from shapely.geometry import shape
 
@@ -121,7 +125,7 @@ def scene_from_item(item: Any, collection: StacCollection) -> Scene:
         footprint_wkt=shape(item.geometry).wkt,
         assets={b: a.get_absolute_href() or a.href for b, a in assets.items()},
         cloud_cover=props.get("eo:cloud_cover"),
-        radiometry=sentinel2_radiometry(
+        radiometry=scene_radiometry(
             collection.info, props, {b: a.extra_fields for b, a in assets.items()}
         ),
     )
@@ -683,3 +687,14 @@ def planetary_computer(**kwargs: Any) -> StacProvider:
     kwargs.setdefault("collections", PLANETARY_COMPUTER_COLLECTIONS)
     kwargs.setdefault("sign", PlanetaryComputerSigner())
     return StacProvider(PLANETARY_COMPUTER_URL, name="planetary-computer", **kwargs)
+
+
+def usgs_landsat(**kwargs: Any) -> StacProvider:
+    """Provider ``"usgs-landsat"``: USGS's LandsatLook STAC server (Landsat Collection 2).
+
+    Serves ``landsat-c2-l1`` (its ``landsat-c2l1``) and ``landsat-c2-l2`` (``landsat-c2l2-sr``,
+    reflectance only). Its assets need a USGS ERS login: GDAL reads them with the session
+    cookies of ``GDAL_HTTP_COOKIEFILE``/``GDAL_HTTP_COOKIEJAR``.
+    """
+    kwargs.setdefault("collections", USGS_COLLECTIONS)
+    return StacProvider(USGS_LANDSATLOOK_URL, name="usgs-landsat", **kwargs)

@@ -16,7 +16,7 @@ least cloudy scene first."""
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "average")
 """``auto``: nearest when a band is upsampled or kept, area average when it is downsampled."""
 
-MASKS = ("auto", "none", "scl", "qa_pixel", "fmask", "cloud_prob")
+MASKS = ("auto", "none", "scl", "qa_pixel", "bqa", "fmask", "cloud_prob")
 """Per-pixel cloud/shadow masks (see :mod:`eoembed.providers.masks` for the classes and bits
 each one drops). ``auto``: the collection's usual mask band where the provider serves it
 (Sentinel-2 L2A ``SCL``, Landsat C2 ``qa_pixel``, HLS ``Fmask``), no masking otherwise;

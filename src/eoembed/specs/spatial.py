@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from eoembed import dateline
 from eoembed.errors import SpecError
-from eoembed.grid import Grid, check_pixel_budget, local_metric_crs, reproject_geometry
+from eoembed.grid import (
+    Grid,
+    NativeGrid,
+    check_pixel_budget,
+    local_metric_crs,
+    reproject_geometry,
+)
 from eoembed.specs._base import Spec, check_finite
 
 if TYPE_CHECKING:
@@ -120,19 +126,22 @@ class SpatialSpec(Spec):
         lon, lat = self.lonlat_centre()
         return local_metric_crs(lon, lat)
 
-    def grid(self, scale_m: float) -> Grid:
+    def grid(self, scale_m: float, native: NativeGrid | None = None) -> Grid:
         """The snapped pixel grid, ``scale_m`` ground metres per pixel, covering the footprint.
 
-        Grids are remembered per (spec, scale): plans and providers ask for them repeatedly.
+        Pixel edges lie where ``native`` (the collection's :class:`~eoembed.grid.NativeGrid`)
+        puts them in the grid's UTM zone, by default on multiples of ``scale_m``. Grids are
+        remembered per (spec, scale, native grid): plans and providers ask for them
+        repeatedly.
 
         Raises:
             RegionTooLargeError: the grid exceeds the pixel budget
                 (:func:`eoembed.grid.max_pixels`).
             SpecError: the footprint has no finite extent in the grid's CRS.
         """
-        return check_pixel_budget(_grid_of(self, float(scale_m)))
+        return check_pixel_budget(_grid_of(self, float(scale_m), native or _DEFAULT_NATIVE))
 
-    def _grid(self, scale_m: float) -> Grid:
+    def _grid(self, scale_m: float, native: NativeGrid) -> Grid:
         """The grid :meth:`grid` returns, before the budget check."""
         crs = self.grid_crs()
         bounds = reproject_geometry(self._projectable_geometry(), self.crs, crs).bounds
@@ -141,12 +150,15 @@ class SpatialSpec(Spec):
                 f"{self.type_name}.crs", self.crs, allowed="coordinates inside the CRS's area",
                 reason=f"the footprint has no finite extent in {crs}",
             )
-        return Grid.snapped(crs, bounds, scale_m)
+        return Grid.snapped(crs, bounds, scale_m, native.origin(crs, scale_m))
+
+
+_DEFAULT_NATIVE = NativeGrid()
 
 
 @lru_cache(maxsize=4096)
-def _grid_of(spec: SpatialSpec, scale_m: float) -> Grid:
-    return spec._grid(scale_m)
+def _grid_of(spec: SpatialSpec, scale_m: float, native: NativeGrid) -> Grid:
+    return spec._grid(scale_m, native)
 
 
 @dataclass(frozen=True)
@@ -237,11 +249,11 @@ class PointBuffer(SpatialSpec):
         """The UTM (or polar UPS) zone of the point."""
         return local_metric_crs(self.lon, self.lat)
 
-    def _grid(self, scale_m: float) -> Grid:
+    def _grid(self, scale_m: float, native: NativeGrid) -> Grid:
         """A square grid centred (to half a pixel) on the point, ``2*buffer_m`` wide."""
         crs = self.grid_crs()
         x, y = _reproject_point(self.lon, self.lat, crs)
-        return Grid.centred(crs, x, y, self.buffer_m, scale_m)
+        return Grid.centred(crs, x, y, self.buffer_m, scale_m, native.origin(crs, scale_m))
 
 
 def _lonlat_footprint(geom: BaseGeometry, crs: str) -> BaseGeometry:

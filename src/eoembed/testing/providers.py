@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from eoembed.bands import SENTINEL2_BANDS
 from eoembed.errors import NoDataError
-from eoembed.providers.base import CollectionInfo, check_served
+from eoembed.providers.base import CollectionInfo, check_served, request_grid
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,7 +132,7 @@ class FakeProvider:
                 raise NoDataError(
                     f"provider {self.name!r} covers only lon/lat {self.lonlat_bounds}"
                 )
-        grid = grid or spatial.grid(sensor.scale_m)
+        grid = grid or request_grid(spatial, sensor)
         xs, ys = np.meshgrid(grid.xs(), grid.ys())
         names = list(SENTINEL2_BANDS)
         data = np.stack(
