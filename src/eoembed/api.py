@@ -421,10 +421,10 @@ def get_embeddings_batch(
     for group in by_shape.values():
         stack = np.stack([patches[k].sel(band=bands).values for k in group])
         values = embedder.embed(stack, output, [contexts[k] for k in group], bands=band_infos)
-        call_notes = embedder.call_notes()
-        for key, value in zip(group, values, strict=True):
+        call_notes = embedder.call_notes() or [{}] * len(group)
+        for key, value, note in zip(group, values, call_notes, strict=True):
             results[key] = value
-            notes[key] = call_notes
+            notes[key] = note
     t_embedded = time.perf_counter()
 
     base_meta = {

@@ -179,12 +179,13 @@ class Embedder(ABC):
         own = self.card.input.bands
         return tuple(range(len(own))) if bands is None else stand_ins(bands, own)
 
-    def call_notes(self) -> dict[str, Any]:
-        """Metadata this thread's last :meth:`embed` decided from its input.
+    def call_notes(self) -> list[dict[str, Any]]:
+        """Per sample of this thread's last :meth:`embed`: metadata decided from its input.
 
-        Statistics it normalised with, ``"warnings"``; empty for fixed preprocessing.
+        The statistics it was normalised with, ``"warnings"``; empty for models whose
+        preprocessing is fixed.
         """
-        return {}
+        return []
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resize to the model's image size when it has one (bilinear, as rs-embed's resize)."""

