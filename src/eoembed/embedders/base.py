@@ -155,10 +155,12 @@ class Embedder(ABC):
 
     # -- shared behaviour ---------------------------------------------------------------
 
-    def normalise(
-        self, pixels: np.ndarray, bands: Sequence[BandInfo] | None = None
-    ) -> np.ndarray:
-        """Provider pixels -> the card's unit -> model input, per its :class:`Normalisation`.
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """Provider pixels -> the card's unit -> model input, per its :class:`Normalisation`."""
+        return self.normalise_as(pixels, None)
+
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
+        """:meth:`normalise` for pixels of ``bands`` (None: the card's).
 
         ``bands``: an ``"any"`` model's bands when not its card's; each takes the constants
         of its nearest card band (:func:`eoembed.bandmatch.stand_ins`).
@@ -341,7 +343,7 @@ class Embedder(ABC):
             for start in range(0, len(pixels), self.batch_size):
                 stop = start + self.batch_size
                 chunk = pixels[start:stop]
-                normalised = self.normalise(chunk) if bands is None else self.normalise(chunk, bands)
+                normalised = self.normalise(chunk) if bands is None else self.normalise_as(chunk, bands)
                 batch = torch.from_numpy(normalised).to(self.device)
                 ctx = contexts[start:stop]
                 values = self.resolve_precision(batch, ctx, output)

@@ -296,9 +296,7 @@ class Mosaiks(Embedder):
         self._call.notes = notes
         return super().embed(pixels, output, context, bands=bands)
 
-    def normalise(
-        self, pixels: np.ndarray, bands: Sequence[BandInfo] | None = None
-    ) -> np.ndarray:
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
         """Each image ``(x - mean) / std`` with its :meth:`statistics`."""
         x = pixels.astype(np.float32) * np.float32(self.card.input.provider_scale)
         for image in x:  # views: standardised in place

@@ -137,9 +137,7 @@ class _TorchGeoEmbedder(TorchEmbedder):
     """Per-band (low, high) clip in provider units applied before normalising, where the
     original preprocessing saturates (8-bit encodings, mean +- 2 std windows)."""
 
-    def normalise(
-        self, pixels: np.ndarray, bands: Sequence[BandInfo] | None = None
-    ) -> np.ndarray:
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
         """Clip to ``dn_range`` (when set), then the card's linear normalisation.
 
         Other bands than the card's (``bands``) take the clip and constants of their nearest
@@ -149,7 +147,7 @@ class _TorchGeoEmbedder(TorchEmbedder):
             index = list(self.stand_ins(bands))
             low, high = (np.asarray(v, np.float32)[index][:, None, None] for v in self.dn_range)
             pixels = np.clip(pixels.astype(np.float32), low, high)
-        return super().normalise(pixels, bands)
+        return super().normalise_as(pixels, bands)
 
     def input_bands(self, context: Sequence[SampleContext] = ()) -> tuple[BandInfo, ...]:
         """The bands of this batch's channels: the contexts' (another sensor's), else the card's."""
