@@ -182,10 +182,14 @@ def test_unknown_model(counting) -> None:
     assert counting.calls == []
 
 
+NEEDS_B08 = "satlas-swin-v2-t-s2-ms"
+"""A model matching bands by wavelength that needs B08 (refused before it is built)."""
+
+
 def test_sensor_without_the_model_bands_fails_before_fetching(counting) -> None:
     sensor = SensorSpec(L1C, ("B02", "B03", "B04"))
-    with pytest.raises(CapabilityError, match="B08"):
-        get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, sensor=sensor,
+    with pytest.raises(CapabilityError, match="B08"):  # (mosaiks takes any bands)
+        get_embedding(NEEDS_B08, spatial=POINT, temporal=WINDOW, sensor=sensor,
                       provider=counting, device="cpu")
     assert counting.calls == []
 
@@ -197,7 +201,7 @@ def test_provider_without_the_model_bands_fails_before_fetching(sample_dir) -> N
     )
     counting = CountingProvider(rgb_only)
     with pytest.raises(CapabilityError, match="B08"):
-        get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, provider=counting, device="cpu")
+        get_embedding(NEEDS_B08, spatial=POINT, temporal=WINDOW, provider=counting, device="cpu")
     assert counting.calls == []
 
 
@@ -239,16 +243,21 @@ def test_inspect_input_is_what_the_model_sees(sample_provider, grid_emb) -> None
     assert dino.attrs["normalisation"]["scale"] == pytest.approx(1e-4)
     # a sensor listing the bands in another order (plus extra bands) gives the model's order
     shuffled = SensorSpec(L1C, ("B08", "B11", "B04", "B03", "B02"))
-    again = inspect_input("mosaiks", spatial=POINT, temporal=WINDOW, sensor=shuffled,
+    again = inspect_input("remoteclip-rn50", spatial=POINT, temporal=WINDOW, sensor=shuffled,
                           provider="sample")
-    assert list(again.band.values) == list(MOSAIKS_BANDS)
-    np.testing.assert_array_equal(again.values, patch.values)
+    assert list(again.band.values) == ["B04", "B03", "B02"]
+    np.testing.assert_array_equal(again.values, patch.values[[2, 1, 0]])
+    # ... while a model taking any bands (mosaiks) takes the sensor's, as listed
+    anyband = inspect_input("mosaiks", spatial=POINT, temporal=WINDOW, sensor=shuffled,
+                            provider="sample")
+    assert list(anyband.band.values) == list(shuffled.bands)
 
 
 def test_band_order_of_the_sensor_does_not_change_the_embedding(grid_emb) -> None:
     shuffled = SensorSpec(L1C, ("B08", "B11", "B04", "B03", "B02"))
     emb = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, sensor=shuffled,
-                        output=OutputSpec.grid(), provider="sample", device="cpu")
+                        output=OutputSpec.grid(), provider="sample", device="cpu",
+                        bands=MOSAIKS_BANDS)  # the bands it reads, in its order
     np.testing.assert_array_equal(emb.data.values, grid_emb.data.values)
 
 

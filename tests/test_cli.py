@@ -104,6 +104,8 @@ def test_describe_json_is_the_card() -> None:
     assert result.exit_code == 0, result.output
     card = json.loads(result.stdout)
     assert card["embedding_dim"] == 512
+    sensors = card.pop("accepted_sensors")
+    assert "landsat-8" in sensors and "sentinel-1" not in sensors  # any optical sensor
     assert card == json.loads(json.dumps(describe_model("mosaiks").to_dict()))
 
 

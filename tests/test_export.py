@@ -183,7 +183,8 @@ def test_int8_quantisation_keeps_direction(tmp_path, provider):
         ({"batch_size": 0}, SpecError, "batch_size"),
         ({"models": "no-such-model"}, UnknownModelError, "mosaiks"),
         ({"sensors": {"other": SensorSpec("sentinel-2-l1c", ("B04",))}}, SpecError, "mosaiks"),
-        ({"sensor": SensorSpec("sentinel-2-l1c", ("B04",))}, CapabilityError, "B02"),
+        ({"sensor": SensorSpec("sentinel-2-l1c", ("B04",)),  # bands= it does not request
+          "model_args": {"mosaiks": {"bands": ("B02", "B04")}}}, CapabilityError, "B02"),
         ({"sensor": SensorSpec("landsat-c2-l2", ("B02", "B03", "B04", "B08"))},
          CapabilityError, "sentinel-2-l1c"),
     ],

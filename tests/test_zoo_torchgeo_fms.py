@@ -260,3 +260,25 @@ def test_card_is_consistent(model_id: str) -> None:
     assert weights is not None and len(weights.revision) == 40
     # TorchGeo pins a sha256 prefix in every file name but Panopticon's.
     assert weights.pinned == (model_id != "panopticon-vitb14")
+
+
+def test_dofa_embeds_another_sensors_bands_at_their_wavelengths(
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    sample_provider: Any, shallow: Callable[[str], None],  # noqa: F811
+) -> None:
+    from eoembed.bands import SENSORS
+
+    shallow("dofa-base")
+    torch.manual_seed(0)
+    state, _, _ = REFERENCES["dofa-base"]()
+    publish(offline_hub, monkeypatch, "dofa-base", checkpoint_bytes(state))
+    embedder = get_embedder("dofa-base", device="cpu")
+    landsat = SENSORS["landsat-8"][1:7]  # B2..B7: blue, green, red, nir08, swir16, swir22
+    pixels = sample_pixels(sample_provider, ("B02", "B03", "B04", "B8A", "B11", "B12"), 224)
+    seen: list[Any] = []
+    forward = embedder.model.forward_features
+    monkeypatch.setattr(embedder.model, "forward_features",
+                        lambda x, w: seen.append((x.shape[1], list(w))) or forward(x, w))
+    out = embedder.embed(pixels, OutputSpec.pooled("mean"), bands=landsat)
+    assert out.shape == (2, 768)
+    assert seen[0] == (6, [b.wavelength_um for b in landsat])

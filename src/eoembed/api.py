@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from eoembed.bandmatch import BandMatch
+    from eoembed.bands import BandInfo
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
     from eoembed.embedders.options import EmbedderOptions
@@ -46,6 +47,8 @@ __all__ = [
     "contract_bands",
     "default_sensor",
     "georeference",
+    "input_bands",
+    "option_bands",
     "get_embedding",
     "get_embeddings_batch",
     "inspect_input",
@@ -59,35 +62,44 @@ _EMBEDDER_CACHE_SIZE = 4
 
 
 def default_sensor(
-    card: ModelCard, provider: Provider | None = None, collection: str | None = None
+    card: ModelCard, provider: Provider | None = None, collection: str | None = None,
+    bands: Sequence[str] = (),
 ) -> SensorSpec:
     """The sensor a model was trained on: its first collection, its bands, its GSD.
 
     With a ``provider``: the first of the model's collections it serves; failing that, the
     first collection it serves with every band the model needs, by name (e.g. an L2A model
     on the L1C sample; ``check_contract`` then warns about the processing level) or else by
-    wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's). With a
-    ``collection``: that collection only (its bands that serve the model's).
+    wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's; an ``"any"``
+    model: the collection's bands in the spectral range of its own). With a ``collection``:
+    that collection only. ``bands``: names an ``"any"`` model's options ask to read instead
+    of its card's.
     """
-    from eoembed.bandmatch import BandMatchError, match_bands
+    from eoembed.bandmatch import BandMatchError, match_bands, overlapping
 
+    wanted = tuple(bands) or card.input.band_names
     fallback = collection or card.input.collections[0]
     if provider is None:
-        return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)
+        return SensorSpec(fallback, wanted, card.input.gsd_m)
     # Providers that never resample (chips) read at their own pixel size.
     gsd = getattr(provider, "native_gsd_m", None) or card.input.gsd_m
     served = dict(provider.collections())
     if collection is not None:
         served = {collection: served[collection]} if collection in served else {}
     usable = [c for c in card.input.collections if c in served]
-    if usable:
-        return SensorSpec(usable[0], card.input.band_names, gsd)
-    needed = set(card.input.band_names)
-    by_name = [name for name, info in served.items() if needed <= set(info.band_names)]
-    if by_name:
-        return SensorSpec(by_name[0], card.input.band_names, gsd)
+    if usable and not bands:
+        return SensorSpec(usable[0], wanted, gsd)
+    needed = set(wanted)
+    by_name = [c for c in [*usable, *served] if needed <= set(served[c].band_names)]
+    if by_name or bands:
+        return SensorSpec(by_name[0] if by_name else fallback, wanted, gsd)
     first_error: BandMatchError | None = None
     for name, info in served.items():
+        if card.input.band_rule == "any":
+            names = overlapping(card.input.bands, info.bands)
+            if names:
+                return SensorSpec(name, names, gsd)
+            continue
         try:
             match = match_bands(card.input.bands, info.bands, rule=card.input.band_rule,
                                 model_id=card.id, sensor=name)
@@ -138,23 +150,54 @@ def sensor_from_fields(
         return SensorSpec(**fields)
     card = describe_model(model) if isinstance(model, str) else model
     source = get_provider(provider) if provider is not None else None
-    return dataclasses.replace(default_sensor(card, source, fields.get("collection")), **fields)
+    return dataclasses.replace(default_sensor(card, source, collection=fields.get("collection")), **fields)
 
 
-def contract_bands(card: ModelCard, sensor: SensorSpec, provider: Provider) -> BandMatch:
+def contract_bands(
+    card: ModelCard, sensor: SensorSpec, provider: Provider, bands: Sequence[str] = ()
+) -> BandMatch:
     """The sensor's band serving each band the model needs, in the model's order.
+
+    An ``"any"`` model takes the sensor spec's optical bands as they are (``bands``, when its
+    options name some: those).
 
     Raises:
         CapabilityError: the collection is not served, or the sensor spec requests no band
             that serves one the model needs (naming each, with its wavelength).
     """
-    from eoembed.bandmatch import match_bands
+    from eoembed.bandmatch import any_bands, match_bands
 
     info = check_served(provider.name, provider.collections(), sensor)
     by_name = {b.name: b for b in info.bands}
     requested = [by_name[b] for b in sensor.bands]
+    where = f"{sensor.collection} {list(sensor.bands)}"
+    if card.input.band_rule == "any":
+        absent = [b for b in bands if b not in sensor.bands]
+        if absent:
+            raise CapabilityError(
+                f"model {card.id!r} is asked to read band(s) {', '.join(absent)} which the "
+                f"sensor spec does not request; it requests: {', '.join(sensor.bands)}"
+            )
+        chosen = [by_name[b] for b in bands] if bands else requested
+        return any_bands(chosen, model_id=card.id, sensor=where)
     return match_bands(card.input.bands, requested, rule=card.input.band_rule,
-                       model_id=card.id, sensor=f"{sensor.collection} {list(sensor.bands)}")
+                       model_id=card.id, sensor=where)
+
+
+def input_bands(
+    card: ModelCard, sensor: SensorSpec, provider: Provider, match: BandMatch
+) -> tuple[BandInfo, ...] | None:
+    """The BandInfo an ``"any"`` model embeds when not its card's bands (else ``None``)."""
+    if match.model == card.input.band_names:
+        return None
+    info = check_served(provider.name, provider.collections(), sensor)
+    by_name = {b.name: b for b in info.bands}
+    return tuple(by_name[b] for b in match.source)
+
+
+def option_bands(model: str, model_args: Mapping[str, Any]) -> tuple[str, ...]:
+    """Bands a model's options ask to read instead of its card's (mosaiks ``bands=``)."""
+    return embedder_class(model).Options.parse(model, dict(model_args)).read_bands()
 
 
 def check_types(temporal: Any, output: Any, sensor: Any) -> None:
@@ -211,11 +254,29 @@ def check_models(
     return options
 
 
-def check_contract(card: ModelCard, sensor: SensorSpec, provider: Provider) -> list[str]:
-    """Refuse before any I/O what cannot work; return warnings for what only degrades."""
+def check_contract(
+    card: ModelCard, sensor: SensorSpec, provider: Provider, bands: Sequence[str] = ()
+) -> list[str]:
+    """Refuse before any I/O what cannot work; return warnings for what only degrades.
+
+    ``bands``: names an ``"any"`` model's options ask to read (see :func:`contract_bands`).
+    """
     info = check_served(provider.name, provider.collections(), sensor)
-    match = contract_bands(card, sensor, provider)
+    match = contract_bands(card, sensor, provider, bands)
     warnings = [w for w in (match.warning(card.id),) if w]
+    other_bands = match.model != card.input.band_names
+    if card.input.band_rule == "any" and other_bands and "wavelengths" in card.input.side_inputs:
+        warnings.append(
+            f"model {card.id!r} embeds {', '.join(match.model)} by their wavelengths, not the "
+            f"bands it was trained on ({', '.join(card.input.band_names)})"
+        )
+    substituted = bool(match.substituted) or (card.input.band_rule == "any" and other_bands)
+    if substituted and sensor.collection not in card.input.collections:
+        warnings.append(
+            f"model {card.id!r} was trained on {', '.join(card.input.collections)}, not "
+            f"{sensor.collection!r}: its bands are stood in for by wavelength; embeddings may "
+            "be degraded"
+        )
     level = card.input.processing_level
     if level != "any" and info.processing_level != level:
         warnings.append(
@@ -378,8 +439,9 @@ def get_embeddings_batch(
         )
     output = card.resolve_output(output)  # "default" -> the card's; unsupported: refused now
     source = get_provider(provider)
-    sensor = sensor or default_sensor(card, source)
-    warnings = check_contract(card, sensor, source)
+    wanted = option_bands(model, model_args)
+    sensor = sensor or default_sensor(card, source, bands=wanted)
+    warnings = check_contract(card, sensor, source, wanted)
     frames = check_model_frames(card, frames, source, temporal)
     options = check_models({model: model_args}, device)[model]
     check_grids(regions, sensor, options, model)
@@ -389,7 +451,9 @@ def get_embeddings_batch(
     patches = _fetch_unique(source, regions, temporal, sensor, fetch_workers, frames)
     t_fetched = time.perf_counter()
 
-    bands = list(contract_bands(card, sensor, source).source)
+    match = contract_bands(card, sensor, source, wanted)
+    bands, band_infos = list(match.source), input_bands(card, sensor, source, match)
+    notes: dict[str, dict[str, Any]] = {}
     contexts = {
         r.fingerprint: SampleContext.from_specs(r, temporal, sensor.scale_m) for r in regions
     }
@@ -405,9 +469,11 @@ def get_embeddings_batch(
     results: dict[str, np.ndarray] = {}
     for group in by_shape.values():
         stack = np.stack([patches[k].sel(band=bands).values for k in group])
-        values = embedder.embed(stack, output, [contexts[k] for k in group])
-        for key, value in zip(group, values, strict=True):
+        values = embedder.embed(stack, output, [contexts[k] for k in group], bands=band_infos)
+        call_notes = embedder.call_notes() or [{}] * len(group)
+        for key, value, note in zip(group, values, call_notes, strict=True):
             results[key] = value
+            notes[key] = note
     t_embedded = time.perf_counter()
 
     base_meta = {
@@ -415,7 +481,7 @@ def get_embeddings_batch(
         "provider": source.name,
         "temporal": temporal.to_dict(),
         "sensor": sensor.to_dict(),
-        "band_match": dict(zip(card.input.band_names, bands, strict=True)),
+        "band_match": match.to_dict(),
         "output": output.to_dict(),
         "eoembed_version": __version__,
         "warnings": warnings,
@@ -445,6 +511,8 @@ def get_embeddings_batch(
             "input_shape": [len(bands), *patch.shape[-2:]],
             "embedding_dim": int(values.shape[0]),
         }
+        for name, note in notes[key].items():  # what the model decided from the input
+            meta[name] = [*meta[name], *note] if name == "warnings" else note
         if frames is not None:
             meta["frames"] = int(patch.sizes["time"])
         if card.input.side_inputs:

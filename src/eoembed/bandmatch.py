@@ -11,7 +11,9 @@ but a Landsat ``red`` measures what Sentinel-2's ``B04`` does. A model band is s
 
 A model band no sensor band overlaps is missing, and the error names each missing band with
 its wavelength, and what the sensor has. Rules of a card (:attr:`InputContract.band_rule`):
-``"wavelength"`` (the default) as above, ``"name"`` only step 1.
+``"wavelength"`` (the default) as above, ``"name"`` only step 1, ``"any"``: the model takes
+whatever spectral bands the sensor spec requests (:func:`any_bands`), normalised with the
+constants of its nearest card band (:func:`stand_ins`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from dataclasses import dataclass
 from eoembed.bands import SENSORS, BandInfo
 from eoembed.errors import CapabilityError
 
-__all__ = ["BAND_RULES", "BandMatch", "BandMatchError", "accepted_sensors", "match_bands"]
+__all__ = [
+    "BAND_RULES",
+    "BandMatch",
+    "BandMatchError",
+    "accepted_sensors",
+    "any_bands",
+    "match_bands",
+    "overlapping",
+    "stand_ins",
+]
 
 BAND_RULES = ("wavelength", "name", "any")
 """How a card's bands are matched: ``"wavelength"``: by name, else by overlapping wavelength;
@@ -137,8 +148,67 @@ def match_bands(
     )
 
 
+def _optical(band: BandInfo) -> bool:
+    return not band.is_quality and not band.is_radar
+
+
+def any_bands(
+    requested: Sequence[BandInfo], *, model_id: str = "", sensor: str = ""
+) -> BandMatch:
+    """What an ``"any"`` model reads: each optical band requested, as itself, in order.
+
+    Quality/mask layers and SAR polarisations never enter (their values are not reflectances).
+
+    Raises:
+        BandMatchError: no optical band is requested.
+    """
+    names = tuple(b.name for b in requested if _optical(b))
+    if not names:
+        who = f"model {model_id!r}" if model_id else "the model"
+        where = f"sensor {sensor!r}" if sensor else "the sensor"
+        raise BandMatchError(
+            f"{who} takes optical bands of any sensor, and {where} requests none; it has: "
+            + (", ".join(_describe(b) for b in requested) or "no bands")
+        )
+    return BandMatch(names, names)
+
+
+def overlapping(needed: Sequence[BandInfo], available: Sequence[BandInfo]) -> tuple[str, ...]:
+    """The optical bands of ``available`` measuring within the range of any of ``needed``.
+
+    An ``"any"`` model's default on a sensor it was not trained on: that sensor's bands in the
+    spectral range the model has seen (DOFA on Landsat 8: blue..SWIR, no coastal or thermal).
+    """
+    return tuple(
+        c.name for c in available
+        if _optical(c) and c.common_name not in _NEVER_SUBSTITUTE
+        and any(_overlap(c, n) for n in needed if _optical(n))
+    )
+
+
+def stand_ins(bands: Sequence[BandInfo], card_bands: Sequence[BandInfo]) -> tuple[int, ...]:
+    """For each of ``bands``, the index of the card band whose constants it borrows.
+
+    The card band of the same name measuring the same thing, else the one whose centre is
+    nearest (a Landsat ``B4`` red takes Sentinel-2 ``B04``'s mean and std).
+    """
+    out = []
+    for b in bands:
+        same = [i for i, c in enumerate(card_bands) if c.name == b.name and _overlap(b, c)]
+        out.append(same[0] if same else min(
+            range(len(card_bands)),
+            key=lambda i: abs(card_bands[i].wavelength_um - b.wavelength_um),
+        ))
+    return tuple(out)
+
+
 def accepted_sensors(needed: Sequence[BandInfo], rule: str = "wavelength") -> list[str]:
-    """Registered sensors (:data:`eoembed.bands.SENSORS`) serving every band of ``needed``."""
+    """Registered sensors (:data:`eoembed.bands.SENSORS`) serving every band of ``needed``.
+
+    Under rule ``"any"``: every sensor with an optical band.
+    """
+    if rule == "any":
+        return sorted(name for name, table in SENSORS.items() if any(map(_optical, table)))
     out = []
     for name, table in sorted(SENSORS.items()):
         try:

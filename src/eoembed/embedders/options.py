@@ -77,6 +77,13 @@ class EmbedderOptions:
         pixels themselves; the default takes any size.
         """
 
+    def read_bands(self) -> tuple[str, ...]:
+        """Band names these options ask to read instead of the card's; empty: the card's.
+
+        Only models whose card's ``band_rule`` is ``"any"`` offer such an option.
+        """
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from eoembed.bands import sentinel2
+from eoembed.bands import SENTINEL2_BANDS, BandInfo, sentinel2
 from eoembed.embedders.card import (
     InputContract,
     ModelCard,
@@ -78,6 +78,20 @@ S2_BANDWIDTH_NM: dict[str, float] = {
 """ESA's nominal Sentinel-2 MSI spectral widths (nm); Copernicus-FM's spectral hypernetwork
 takes them (its docstring example: B, G, R, NIR = 65, 35, 30, 115)."""
 
+
+
+def bandwidth_nm(band: BandInfo) -> float:
+    """A band's spectral width in nm.
+
+    ESA's nominal one for Sentinel-2's own bands, else the band's declared width (its
+    :attr:`BandInfo.range_um`).
+    """
+    if SENTINEL2_BANDS.get(band.name) == band:
+        return S2_BANDWIDTH_NM[band.name]
+    low, high = band.range_um
+    return round(1000.0 * (high - low), 3)
+
+
 TCI_DN_MAX = 2000.0
 """ESA's 8-bit true-colour image (TCI) maps L1C digital numbers 0..2000 onto 0..255 and
 saturates above; used wherever a model was trained on 8-bit RGB."""
@@ -123,17 +137,25 @@ class _TorchGeoEmbedder(TorchEmbedder):
     """Per-band (low, high) clip in provider units applied before normalising, where the
     original preprocessing saturates (8-bit encodings, mean +- 2 std windows)."""
 
-    def normalise(self, pixels: np.ndarray) -> np.ndarray:
-        """Clip to ``dn_range`` (when set), then the card's linear normalisation."""
-        if self.dn_range is not None:
-            low, high = (np.asarray(v, np.float32)[:, None, None] for v in self.dn_range)
-            pixels = np.clip(pixels.astype(np.float32), low, high)
-        return super().normalise(pixels)
+    def normalise_as(self, pixels: np.ndarray, bands: Sequence[BandInfo] | None) -> np.ndarray:
+        """Clip to ``dn_range`` (when set), then the card's linear normalisation.
 
-    @property
-    def wavelengths_um(self) -> list[float]:
-        """Central wavelength of each card band, micrometres."""
-        return [b.wavelength_um for b in self.card.input.bands]
+        Other bands than the card's (``bands``) take the clip and constants of their nearest
+        card band.
+        """
+        if self.dn_range is not None:
+            index = list(self.stand_ins(bands))
+            low, high = (np.asarray(v, np.float32)[index][:, None, None] for v in self.dn_range)
+            pixels = np.clip(pixels.astype(np.float32), low, high)
+        return super().normalise_as(pixels, bands)
+
+    def input_bands(self, context: Sequence[SampleContext] = ()) -> tuple[BandInfo, ...]:
+        """The bands of this batch's channels: the contexts' (another sensor's), else the card's."""
+        return context[0].bands if context and context[0].bands else self.card.input.bands
+
+    def wavelengths_um(self, context: Sequence[SampleContext] = ()) -> list[float]:
+        """Central wavelength of each channel's band, micrometres."""
+        return [b.wavelength_um for b in self.input_bands(context)]
 
 
 # -- DOFA ----------------------------------------------------------------------------------
@@ -183,6 +205,7 @@ def _dofa_card(model_id: str, size: str, dim: int, url: str) -> ModelCard:
                 ),
             ),
             side_inputs=("wavelengths",),
+            band_rule="any",
         ),
         embedding_dim=dim,
         outputs=("pooled", "grid"),
@@ -218,7 +241,7 @@ class _DOFA(_TorchGeoEmbedder):
     ) -> torch.Tensor:
         """Last block's tokens from ``DOFA.forward_features(x, wavelengths)``."""
         return _last_block_tokens(
-            self.model.blocks, lambda: self.model.forward_features(x, self.wavelengths_um)
+            self.model.blocks, lambda: self.model.forward_features(x, self.wavelengths_um(context))
         )
 
 
@@ -475,6 +498,7 @@ class CopernicusFMBase(_TorchGeoEmbedder):
                 ),
             ),
             side_inputs=("wavelengths", "gsd", "latlon", "time"),
+            band_rule="any",
         ),
         embedding_dim=768,
         outputs=("pooled", "grid"),
@@ -534,8 +558,9 @@ class CopernicusFMBase(_TorchGeoEmbedder):
         """
         th = require("torch", "torch")
         meta = self.metadata_rows(context, len(x))
-        wavelengths = [float(round(1000.0 * w)) for w in self.wavelengths_um]
-        bandwidths = [S2_BANDWIDTH_NM[b] for b in self.card.input.band_names]
+        bands = self.input_bands(context)
+        wavelengths = [float(round(1000.0 * b.wavelength_um)) for b in bands]
+        bandwidths = [bandwidth_nm(b) for b in bands]
 
         def run(idx: list[int]) -> torch.Tensor:
             md = th.as_tensor(meta[idx], device=x.device)
@@ -580,6 +605,7 @@ class PanopticonViTB14(_TorchGeoEmbedder):
                 ),
             ),
             side_inputs=("wavelengths",),
+            band_rule="any",
         ),
         embedding_dim=768,
         outputs=("pooled", "grid"),
@@ -629,7 +655,7 @@ class PanopticonViTB14(_TorchGeoEmbedder):
         th = require("torch", "torch")
         # A fresh (n, C) tensor: ChnEmb rewrites its input in place.
         chn_ids = th.tensor(
-            [float(round(1000.0 * w)) for w in self.wavelengths_um], device=x.device
+            [float(round(1000.0 * w)) for w in self.wavelengths_um(context)], device=x.device
         ).repeat(len(x), 1)
         vit = self.model.model
         tokens: torch.Tensor = vit.forward_features({"imgs": x, "chn_ids": chn_ids})

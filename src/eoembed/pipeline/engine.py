@@ -351,7 +351,8 @@ class _ModelStage:
 
         def run(items: Sequence[_Item]) -> np.ndarray:
             contexts = [self.context(i) for i in items]
-            return embedder.embed(np.stack([i.pixels for i in items]), self.output, contexts)
+            return embedder.embed(np.stack([i.pixels for i in items]), self.output, contexts,
+                                  bands=self.plan.input_bands)
 
         try:
             tried = retry.call(lambda: run(batch))

@@ -227,6 +227,8 @@ def export_batch(
         check_types,
         contract_bands,
         default_sensor,
+        input_bands,
+        option_bands,
     )
     from eoembed.embedders.registry import describe_model
     from eoembed.providers.chips import ChipsProvider
@@ -267,10 +269,13 @@ def export_batch(
             )
     # Each model's pooling resolved ("default" -> its card's), so fingerprints record it.
     outputs = {m: cards[m].resolve_output(output) for m in model_ids}
-    chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m], source) for m in model_ids}
+    wanted = {m: option_bands(m, model_args.get(m, {})) for m in model_ids}
+    chosen = {m: sensors.get(m) or sensor or default_sensor(cards[m], source, bands=wanted[m])
+              for m in model_ids}
     for s in chosen.values():
         check_types(temporal, output, s)
-    contract_warnings = {m: check_contract(cards[m], chosen[m], source) for m in model_ids}
+    contract_warnings = {m: check_contract(cards[m], chosen[m], source, wanted[m])
+                         for m in model_ids}
     for model_id in model_ids:
         frames = check_model_frames(cards[model_id], frames, source, temporal)
     regions = [as_spatial(s) for s in spatials]
@@ -291,14 +296,15 @@ def export_batch(
             embedder = cached_embedder(
                 model_id, device, batch_size, dict(model_args.get(model_id, {}))
             )
-            match = contract_bands(cards[model_id], chosen[model_id], source)
+            match = contract_bands(cards[model_id], chosen[model_id], source, wanted[model_id])
             request = model_request(
                 embedder, chosen[model_id], temporal, outputs[model_id], source.name, quantize,
                 __version__, frames, match.to_dict(),
             )
             plans.append(
                 ModelPlan(model_id, cards[model_id], chosen[model_id], embedder, request,
-                          contract_warnings[model_id], match.source)
+                          contract_warnings[model_id], match.source,
+                          input_bands(cards[model_id], chosen[model_id], source, match))
             )
         identity = job_identity(format, {p.model: p.request for p in plans})
         if job is not None:

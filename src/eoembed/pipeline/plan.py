@@ -17,6 +17,7 @@ from eoembed.providers.radiometry import RADIOMETRY_CONVENTION
 from eoembed.specs._base import sha256_hex
 
 if TYPE_CHECKING:
+    from eoembed.bands import BandInfo
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
     from eoembed.grid import Grid
@@ -38,7 +39,9 @@ class ModelPlan:
     warnings: list[str] = field(default_factory=list)
     bands: tuple[str, ...] = ()
     """The sensor band serving each band of the card, in the card's order (empty: the card's
-    own names)."""
+    own names); an ``"any"`` model: the bands it reads."""
+    input_bands: tuple[BandInfo, ...] | None = None
+    """The bands an ``"any"`` model embeds when not its card's (passed to ``embed``)."""
 
     @property
     def request_hash(self) -> str:

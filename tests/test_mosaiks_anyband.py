@@ -1,0 +1,37 @@
+"""MOSAIKS on any bands, standardised with the input's own statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eoembed import OutputSpec, PointBuffer, TemporalSpec, get_embedding
+from eoembed.embedders import get_embedder
+from zoo import sample_pixels
+
+POINT = PointBuffer(lon=-75.70, lat=37.70, buffer_m=320)
+WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
+
+
+def test_input_stats_are_invariant_to_gain_and_offset(sample_provider) -> None:
+    pixels = sample_pixels(sample_provider, ("B02", "B03", "B04", "B08"), 64)
+    model = get_embedder("mosaiks", device="cpu")
+    base = model.embed(pixels, OutputSpec.pooled())
+    gain = np.asarray([0.5, 2.0, 3.0, 0.1], np.float32)[None, :, None, None]
+    rescaled = model.embed(pixels * gain + 100.0, OutputSpec.pooled())
+    np.testing.assert_allclose(rescaled, base, rtol=1e-3, atol=1e-4)
+    fixed = get_embedder("mosaiks", device="cpu", stats="fixed")
+    assert not np.allclose(fixed.embed(pixels, OutputSpec.pooled()), base, rtol=1e-2)
+    far = fixed.embed(pixels * gain + 100.0, OutputSpec.pooled())
+    assert far.shape == base.shape
+    assert any("standard deviations" in w for n in fixed.call_notes() for w in n.get("warnings", []))
+
+
+@pytest.mark.parametrize("bands", [("B04", "B03", "B02"), ("B02", "B03", "B04", "B8A", "B11", "B12")])
+def test_any_band_count_and_stats_in_metadata(bands) -> None:
+    emb = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu", bands=bands)
+    norm = emb.meta["normalisation"]
+    assert norm["bands"] == list(bands) and len(norm["mean"]) == len(bands)
+    assert norm["stats"] == "input" and norm["valid_pixels"] > 0
+    assert emb.meta["band_match"] == {b: b for b in bands}
+    assert np.asarray(emb.data).shape == (512,)
