@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     import xarray as xr
     from shapely.geometry.base import BaseGeometry
 
-__all__ = ["Embeddings", "RegionGrid", "embedder_info", "load_embeddings", "region_grid"]
+__all__ = [
+    "Embeddings",
+    "RegionGrid",
+    "embedder_info",
+    "has_imagery",
+    "load_embeddings",
+    "region_grid",
+]
 
 
 @dataclass
@@ -98,10 +105,40 @@ class Embeddings:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.asarray(v, dtype=np.float32) for v in self.data["embedding"]])
 
+    def valid_fractions(self) -> dict[str, float | None]:
+        """Each region's share of input pixels that held imagery (``None``: not recorded).
+
+        The export records it per region (``valid_fraction``: a pooled row's column, a grid
+        region's attribute); 0 means the model saw only fill values (past a scene's edge).
+        """
+        if self.mode == "pooled":
+            frame = self.data
+            values = frame["valid_fraction"] if "valid_fraction" in frame else [None] * len(frame)
+            return {str(i): _fraction(v) for i, v in zip(frame["id"], values, strict=True)}
+        return {name: _fraction(child.attrs.get("valid_fraction"))
+                for name, child in self.data.children.items()}
+
     def grids(self) -> list[RegionGrid]:
         """Grid embeddings, one per region, sorted by id."""
         return [region_grid(name, child.to_dataset())
                 for name, child in sorted(self.data.children.items())]
+
+
+def _fraction(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) else number
+
+
+def has_imagery(fraction: float | None, min_valid: float = 0.0) -> bool:
+    """Whether a sample with ``fraction`` valid input pixels may be trained on or mapped.
+
+    More than none is always needed; ``min_valid`` asks for at least that share. A fraction
+    the export did not record counts as valid.
+    """
+    return fraction is None or (fraction > 0.0 and fraction >= min_valid)
 
 
 def embedder_info(model: str, request: dict[str, Any], source: str | None = None) -> dict[str, Any]:
