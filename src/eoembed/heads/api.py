@@ -33,6 +33,7 @@ from eoembed.heads.base import TASKS, GridHead, Head, TabularHead, head_class
 from eoembed.heads.inputs import (
     Embeddings,
     RegionGrid,
+    cell_imagery,
     embedder_info,
     has_imagery,
     load_embeddings,
@@ -227,16 +228,22 @@ def _tile_m(emb: Embeddings) -> float | None:
     return float(np.median(sides)) if sides else None
 
 
-def _region_of(sample: str, emb: Embeddings) -> str:
-    """The region a sample belongs to: a pooled row's id, or a cell's ``region/row/col``."""
-    return sample if emb.mode == "pooled" else sample.rsplit("/", 2)[0]
+def _sample_imagery(emb: Embeddings, samples: Sequence[str], min_valid: float) -> np.ndarray:
+    """Whether each sample (a pooled row's id, or a cell's ``region/row/col``) had imagery."""
+    fractions = emb.valid_fractions()
+    if emb.mode == "pooled":
+        return np.array([has_imagery(fractions.get(i), min_valid) for i in samples], dtype=bool)
+    masks = {g.id: cell_imagery(g, fractions.get(g.id), min_valid) for g in emb.grids()}
+    out = np.ones(len(samples), dtype=bool)
+    for k, sample in enumerate(samples):
+        region, row, col = sample.rsplit("/", 2)
+        out[k] = bool(masks[region][int(row), int(col)]) if region in masks else True
+    return out
 
 
 def _with_imagery(data: TabularSet, emb: Embeddings, min_valid: float) -> TabularSet:
-    """``data`` without the samples whose region had no (or too little) imagery, counted."""
-    fractions = emb.valid_fractions()
-    keep = np.array([has_imagery(fractions.get(_region_of(i, emb)), min_valid)
-                     for i in data.ids], dtype=bool)
+    """``data`` without the samples that had no (or too little) imagery, counted."""
+    keep = _sample_imagery(emb, data.ids, min_valid)
     data.report["samples_without_imagery"] = int((~keep).sum())
     if keep.all():
         return data
@@ -251,12 +258,30 @@ def _with_imagery(data: TabularSet, emb: Embeddings, min_valid: float) -> Tabula
 
 def _regions_with_imagery(data: SegmentationSet, emb: Embeddings,
                           min_valid: float) -> SegmentationSet:
-    """``data`` without the regions that had no (or too little) imagery, counted."""
+    """``data`` without the regions that had no imagery, and unlabelled where cells had none.
+
+    Regions dropped are counted as ``samples_without_imagery``, label pixels under cells
+    without imagery as ``pixels_without_imagery``.
+    """
     fractions = emb.valid_fractions()
-    keep = [i for i, r in enumerate(data.regions) if has_imagery(fractions.get(r.id), min_valid)]
+    f = data.upsample
+    keep: list[int] = []
+    labels: list[np.ndarray] = []
+    blanked = 0
+    for i, region in enumerate(data.regions):
+        cells = cell_imagery(region, fractions.get(region.id), min_valid)
+        if not cells.any():
+            continue
+        fine = np.repeat(np.repeat(cells, f, axis=0), f, axis=1)
+        label = data.labels[i].copy()
+        blanked += int(((label != IGNORE) & ~fine).sum())
+        label[~fine] = IGNORE
+        keep.append(i)
+        labels.append(label)
     data.report["samples_without_imagery"] = len(data.regions) - len(keep)
-    return SegmentationSet([data.regions[i] for i in keep], [data.labels[i] for i in keep],
-                           data.upsample, data.lon[keep], data.lat[keep], data.report)
+    data.report["pixels_without_imagery"] = blanked
+    return SegmentationSet([data.regions[i] for i in keep], labels, data.upsample,
+                           data.lon[keep], data.lat[keep], data.report)
 
 
 def _column_split(emb: Embeddings, lab: VectorLabels | RasterLabels, column: str,
@@ -702,28 +727,33 @@ def _tags(fitted: Head) -> dict[str, Any]:
 
 
 def _region_maps(fitted: Head, regions: Sequence[RegionGrid],
-                 imagery: Sequence[bool] | None = None) -> list[tuple[np.ndarray, Grid]]:
+                 imagery: Sequence[np.ndarray] | None = None) -> list[tuple[np.ndarray, Grid]]:
     """Per-region prediction maps (labels or values) on their own grids.
 
-    A region without imagery (``imagery[i]`` False) maps to nodata: no value is made up.
+    Cells without imagery (``imagery[i]``, ``(h, w)`` bool per region) map to nodata: no
+    value is made up from the fill values the model saw there.
     """
     out: list[tuple[np.ndarray, Grid]] = []
-    seen = list(imagery) if imagery is not None else [True] * len(regions)
+    seen = list(imagery) if imagery is not None else [
+        np.ones(r.values.shape[1:], dtype=bool) for r in regions]
     if isinstance(fitted, GridHead):
         f = fitted.upsample
         predicted = iter(fitted.predict([r.values for r, ok in zip(regions, seen, strict=True)
-                                         if ok]))
+                                         if ok.any()]))
         for region, ok in zip(regions, seen, strict=True):
             g = region.grid
             fine = Grid(g.crs, g.left, g.top, g.resolution / f, g.width * f, g.height * f)
-            labels = next(predicted) if ok else np.full(fine.shape, None, dtype=object)
+            labels = np.full(fine.shape, None, dtype=object)
+            if ok.any():
+                labels[:] = next(predicted)
+                labels[~np.repeat(np.repeat(ok, f, axis=0), f, axis=1)] = None
             out.append((labels, fine))
         return out
     assert isinstance(fitted, TabularHead)
     for region, ok in zip(regions, seen, strict=True):
         d, h, w = region.values.shape
         cells = region.values.reshape(d, h * w).T
-        finite = np.isfinite(cells).all(axis=1) & ok
+        finite = np.isfinite(cells).all(axis=1) & ok.ravel()
         values = np.full(h * w, np.nan, dtype=object)
         if finite.any():
             values[finite] = fitted.predict(cells[finite])
@@ -820,10 +850,10 @@ def predict(
                             "cells assumes cells look like pooled regions")
         regions = emb.grids()
         fractions = emb.valid_fractions()
-        imagery = [has_imagery(fractions.get(r.id), min_valid) for r in regions]
-        if not all(imagery):
-            warnings.append(f"{imagery.count(False)} of {len(regions)} region(s) had no "
-                            "imagery (valid_fraction) and are nodata")
+        imagery = [cell_imagery(r, fractions.get(r.id), min_valid) for r in regions]
+        blank = sum(int((~m).sum()) for m in imagery)
+        if blank:
+            warnings.append(f"{blank} cell(s) without imagery (valid_fraction) are nodata")
         maps = _region_maps(fitted, regions, imagery)
         files = _write_maps(out, maps, [r.id for r in regions], fitted)
         count = len(regions)
@@ -933,7 +963,7 @@ def _predict_region(
         if isinstance(data, np.ndarray):
             raise CapabilityError(f"{model!r} returned a vector, not a grid")
         grid = region_grid("region", data)
-        seen = [has_imagery(embs[0].meta.get("valid_fraction"), min_valid)]
+        seen = [cell_imagery(grid, embs[0].meta.get("valid_fraction"), min_valid)]
         files = _write_maps(out, _region_maps(fitted, [grid], seen), ["region"], fitted)
     if png is not None:
         _map_png(files[0], png, fitted)

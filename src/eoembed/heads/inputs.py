@@ -18,6 +18,7 @@ import numpy as np
 
 from eoembed.errors import SpecError
 from eoembed.grid import Grid
+from eoembed.writers.netcdf import CELL_VALID
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -40,6 +41,8 @@ class RegionGrid:
     id: str
     values: np.ndarray
     grid: Grid
+    cell_valid: np.ndarray | None = None
+    """``(h, w)``: each cell's share of input pixels that held imagery; None: not recorded."""
 
     @property
     def footprint(self) -> BaseGeometry:
@@ -73,7 +76,10 @@ def region_grid(region_id: str, data: xr.DataArray | xr.Dataset) -> RegionGrid:
     values = np.asarray(da.transpose("dim", "y", "x").values, dtype=np.float32)
     grid = Grid(crs.to_string(), float(t.c), float(t.f), float(t.a), values.shape[2],
                 values.shape[1])
-    return RegionGrid(region_id, values, grid)
+    cell_valid = None
+    if hasattr(data, "data_vars") and CELL_VALID in data.data_vars:
+        cell_valid = np.asarray(data[CELL_VALID].transpose("y", "x").values, dtype=np.float32)
+    return RegionGrid(region_id, values, grid, cell_valid)
 
 
 @dataclass
@@ -139,6 +145,21 @@ def has_imagery(fraction: float | None, min_valid: float = 0.0) -> bool:
     the export did not record counts as valid.
     """
     return fraction is None or (fraction > 0.0 and fraction >= min_valid)
+
+
+def cell_imagery(region: RegionGrid, fraction: float | None, min_valid: float = 0.0
+                 ) -> np.ndarray:
+    """``(h, w)`` bool: the cells of ``region`` with imagery (:func:`has_imagery`).
+
+    Per cell where the export recorded ``cell_valid_fraction``, else the region's own
+    ``fraction`` for every cell.
+    """
+    shape = region.values.shape[1:]
+    if not has_imagery(fraction, min_valid):
+        return np.zeros(shape, dtype=bool)
+    if region.cell_valid is None:
+        return np.ones(shape, dtype=bool)
+    return np.asarray((region.cell_valid > 0) & (region.cell_valid >= min_valid), dtype=bool)
 
 
 def embedder_info(model: str, request: dict[str, Any], source: str | None = None) -> dict[str, Any]:
