@@ -567,6 +567,41 @@ def _exported_cell_valid(grid: Path) -> dict[str, np.ndarray]:
 
 
 @needs_sample
+@pytest.mark.parametrize("fmt", ["zarr", "netcdf", "npz"])
+def test_grid_exports_record_each_cells_imagery(edge: dict[str, Path], fmt: str,
+                                                tmp_path: Path) -> None:
+    """``cell_valid_fraction``: the share of a cell's 10 m input pixels inside the scene."""
+    import rasterio
+
+    from eoembed import OutputSpec, PointBuffer, TemporalSpec, export_batch
+    from eoembed.heads.inputs import load_embeddings
+    from eoembed.providers.sample import sample_folder
+
+    folder = edge["grid"]
+    if fmt != "zarr":
+        folder = tmp_path / fmt
+        sites = [PointBuffer(lon, lat, HALF) for lon, lat in
+                 _lonlat([(435930.0, 4170000.0), (438000.0, 4170000.0)])]
+        export_batch(sites, "mosaiks", temporal=TemporalSpec.range("2015-06-23", "2016-06-11"),
+                     out=folder, provider="sample", output=OutputSpec.grid(), format=fmt,
+                     progress=False)
+    with rasterio.open(sample_folder() / "s2_B04.jp2") as src:
+        scene = src.bounds
+    grids = load_embeddings(folder).grids()
+    assert len(grids) == 2
+    for region in grids:
+        g = region.grid
+        # 10 m input pixel centres, 8 per 80 m cell side
+        xs = g.left + 5.0 + 10.0 * np.arange(g.width * 8)
+        ys = g.top - 5.0 - 10.0 * np.arange(g.height * 8)
+        inside = ((ys[:, None] > scene.bottom) & (ys[:, None] < scene.top)
+                  & (xs[None, :] > scene.left) & (xs[None, :] < scene.right))
+        expected = inside.reshape(g.height, 8, g.width, 8).mean(axis=(1, 3))
+        assert region.cell_valid is not None
+        np.testing.assert_allclose(region.cell_valid, expected)
+
+
+@needs_sample
 def test_cells_without_imagery_are_nodata_and_never_scored(
         exports: dict[str, Path], edge: dict[str, Path], tmp_path: Path) -> None:
     import rasterio
