@@ -1,4 +1,4 @@
-"""``eoembed train``, ``predict`` and ``compare``: the full loop from the command line.
+"""``eoembed train``, ``evaluate``, ``predict``, ``compare``: the loop from the command line.
 
 export (MOSAIKS on the sample scene) -> train (labels from GSHHG, joined by place) ->
 predict -> a GeoTIFF map opened with rasterio; plus YAML jobs, compare and user errors.
@@ -150,6 +150,47 @@ def test_compare_ranks_models_on_one_split(work: Path) -> None:
     assert tests[0] == tests[1]  # the same places are held out for every model
 
 
+def test_predefined_split_then_evaluate(work: Path) -> None:
+    rows = (work / "labels.csv").read_text().splitlines()
+    # the southern row of sites (SITES_XY[12:]) is the declared test set
+    sides = ["test" if k >= 12 else "train" for k in range(16)]
+    split_csv = work / "split.csv"
+    split_csv.write_text("\n".join([rows[0] + ",split"] + [
+        f"{r},{s}" for r, s in zip(rows[1:], sides, strict=True)]) + "\n")
+    summary = last_json(invoke("train", "-e", work / "pooled", "-l", split_csv,
+                               "--value", "cover", "--task", "classification", "--head", "knn",
+                               "--param", "n_neighbors=3", "--split", "column:split",
+                               "--out", work / "cover", "--no-plots", "-q"))
+    assert (summary["n_train"], summary["n_test"]) == (12, 4)
+    assert summary["split"] == "column:split"
+    # the same partition as a box around the southern row (UTM metres)
+    south = 4177500.0 - 4500.0 * 3
+    boxed = last_json(invoke("train", "-e", work / "pooled", "-l", split_csv, "--value",
+                             "cover", "--task", "classification", "--head", "knn", "--param",
+                             "n_neighbors=3", "--split", f"box:430000,{south - 1000},460000,"
+                             f"{south + 1000},EPSG:32618", "--out", work / "boxed",
+                             "--no-plots", "-q"))
+    assert boxed["metrics"] == summary["metrics"]
+
+    result = invoke("evaluate", work / "cover", "--export", work / "pooled", "--labels",
+                    split_csv, "--split", "column:split", "--json", work / "eval.json")
+    scored = last_json(result)
+    assert scored["metrics"]["accuracy"] == pytest.approx(summary["metrics"]["accuracy"])
+    assert scored["metrics"]["n"] == 4 and scored["task"] == "classification"
+    assert "per_class_recall" in scored["metrics"] and "miou" in scored["metrics"]
+    assert json.loads((work / "eval.json").read_text())["metrics"] == scored["metrics"]
+    assert "precision" in result.stderr and "accuracy" in result.stderr  # the rich table
+
+    everything = invoke("train", "-e", work / "pooled", "-l", work / "labels.csv",
+                        "--value", "land", "--test-size", "0", "--out", work / "all",
+                        "--no-plots")
+    trained = last_json(everything)
+    assert (trained["n_train"], trained["n_test"], trained["metrics"]) == (16, 0, {})
+    assert "no held-out metrics" in everything.stderr
+    saved = json.loads((work / "all" / "config.json").read_text())
+    assert saved["training"]["split"]["method"] == "none"
+
+
 def test_user_errors_are_one_line(work: Path) -> None:
     for args in (
         ("train", "-e", work / "pooled", "-l", work / "labels.csv", "--value", "nope",
@@ -159,6 +200,14 @@ def test_user_errors_are_one_line(work: Path) -> None:
         ("train", "-e", work / "nothing", "-l", work / "labels.csv", "--out", work / "x"),
         ("predict", "--head", work / "land", "--out", work / "x.tif"),
         ("predict", "--head", work / "land", "-e", work / "other", "--out", work / "x.tif"),
+        ("train", "-e", work / "pooled", "-l", work / "labels.csv", "--split", "kfold",
+         "--out", work / "x"),
+        ("train", "-e", work / "pooled", "-l", work / "labels.csv", "--split", "box:1,2,3",
+         "--out", work / "x"),
+        ("train", "-e", work / "pooled", "-l", work / "labels.csv", "--split", "column:nope",
+         "--out", work / "x"),
+        ("evaluate", work / "land", "--export", work / "other", "--labels",
+         work / "labels.csv"),
     ):
         result = invoke(*args)
         assert result.exit_code == 2, result.output

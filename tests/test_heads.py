@@ -390,3 +390,275 @@ def test_cell_heads_and_refusals(exports: dict[str, Path], tmp_path: Path) -> No
         train(exports["pooled"], LABELS, task="segmentation", head="segmentation")
     with pytest.raises(SpecError, match="value"):
         train(exports["pooled"], exports["sites"], value="nope")
+
+
+# -- predefined splits, evaluate, cells without imagery ------------------------------------------
+
+
+def _sides(folder: Path) -> dict[str, str]:
+    """``predictions.csv`` of a trained head: sample id -> train/test."""
+    import csv
+
+    with open(folder / "predictions.csv", encoding="utf-8") as fh:
+        return {r["id"]: r["split"] for r in csv.DictReader(fh)}
+
+
+def _region_ids(pooled: Path) -> list[str]:
+    """The export's region id of every site, in SITES_XY order (nearest footprint centre)."""
+    from eoembed.heads.inputs import load_embeddings
+
+    frame = load_embeddings(pooled).data
+    centres = [(str(i), g.centroid.x, g.centroid.y) for i, g in zip(frame["id"], frame.geometry,
+                                                                     strict=True)]
+    return [min(centres, key=lambda c: abs(c[1] - lon) + abs(c[2] - lat))[0]
+            for lon, lat in _lonlat(SITES_XY)]
+
+
+@needs_sample
+def test_predefined_splits_hold_out_what_they_declare(exports: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    from eoembed.heads import train
+
+    ids = _region_ids(exports["pooled"])
+    lines = exports["sites"].read_text().splitlines()
+    # column: every fourth site is test, one more is "val" (held out too)
+    sides = ["test" if k % 4 == 0 else "val" if k == 5 else "train" for k in range(36)]
+    labelled = tmp_path / "split.csv"
+    labelled.write_text("\n".join([lines[0] + ",split"] + [f"{line},{side}" for line, side in
+                                   zip(lines[1:37], sides, strict=True)]) + "\n")
+    column = train(exports["pooled"], labelled, value="land", head="linear",
+                   split="column:split", out=tmp_path / "column", plots=False)
+    expected = {ids[k] for k, side in enumerate(sides) if side != "train"}
+    assert {i for i, s in _sides(tmp_path / "column").items() if s == "test"} == expected
+    assert column.split["n_test"] == 10 and column.metrics["n"] == 10
+    saved = json.loads((tmp_path / "column" / "config.json").read_text())
+    assert saved["training"]["split"]["method"] == "column:split"
+
+    # box (UTM metres): the two northern rows of sites
+    box = f"box:436000,{4178000 - 3300 - 100},454000,4179000,EPSG:32618"
+    boxed = train(exports["pooled"], exports["sites"], value="land", head="linear",
+                  split=box, out=tmp_path / "box", plots=False)
+    north = {ids[k] for k, (_, y) in enumerate(SITES_XY) if y > 4178000 - 3300 - 100}
+    assert len(north) == 12
+    assert {i for i, s in _sides(tmp_path / "box").items() if s == "test"} == north
+    assert boxed.head.info["training"]["split"]["box"] == [436000, 4174600, 454000, 4179000]
+
+    # raster: a lon/lat mask (reprojected to the sites' UTM), nonzero over the eastern half
+    lons = [lon for lon, _ in _lonlat(SITES_XY)]
+    west, east = min(lons) - 0.01, max(lons) + 0.01
+    middle = (west + east) / 2
+    mask = np.zeros((50, 100), dtype=np.uint8)
+    mask[:, 50:] = 1
+    path = tmp_path / "mask.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=100, height=50, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_bounds(west, 37.4, east, 37.9, 100, 50)
+                       ) as dst:
+        dst.write(mask, 1)
+    train(exports["pooled"], exports["sites"], value="land", head="linear",
+          split=f"raster:{path}", out=tmp_path / "raster", plots=False)
+    eastern = {ids[k] for k, lon in enumerate(lons) if lon >= middle}
+    assert 0 < len(eastern) < 36
+    assert {i for i, s in _sides(tmp_path / "raster").items() if s == "test"} == eastern
+
+    # nothing held out: every sample trains, and there are no held-out metrics
+    for options in ({"test_size": 0.0}, {"split": "none"}):
+        everything = train(exports["pooled"], exports["sites"], value="land", head="linear",
+                           plots=False, **options)  # type: ignore[arg-type]
+        assert everything.split["n_train"] == 36 and everything.split["n_test"] == 0
+        assert everything.metrics == {} and everything.to_dict()["metrics"] == {}
+        assert everything.train_metrics["n"] == 36
+    with pytest.raises(SpecError, match="holds out none"):
+        train(exports["pooled"], exports["sites"], value="land", split="box:0,0,1,1")
+    with pytest.raises(SpecError, match="column"):
+        train(exports["pooled"], exports["sites"], value="land", split="column:nope")
+
+
+@needs_sample
+def test_evaluate_reproduces_the_held_out_metrics(exports: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    from sklearn.metrics import precision_score, recall_score
+
+    from eoembed.heads import evaluate_head, train
+
+    lines = exports["sites"].read_text().splitlines()
+    rows = [line.split(",") for line in lines[1:37]]
+    cover = ["land" if float(r[3]) > 0.5 else "water" for r in rows]
+    sides = ["test" if k % 3 == 0 else "train" for k in range(36)]
+    labelled = tmp_path / "cover.csv"
+    labelled.write_text("site,lat,lon,cover,split\n" + "\n".join(
+        f"{r[0]},{r[1]},{r[2]},{c},{s}" for r, c, s in zip(rows, cover, sides, strict=True)))
+    result = train(exports["pooled"], labelled, value="cover", task="classification",
+                   head="knn", params={"n_neighbors": 3}, split="column:split",
+                   out=tmp_path / "cover", plots=False)
+    assert result.split["n_test"] == 12
+    scored = evaluate_head(tmp_path / "cover", exports["pooled"], labelled,
+                           split="column:split", out=tmp_path / "metrics.json")
+    assert scored.metrics == result.metrics
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["accuracy"] == \
+        pytest.approx(result.metrics["accuracy"])
+    # the held-out rows alone, without a split, give the same numbers
+    held = tmp_path / "held.csv"
+    held.write_text("\n".join(["site,lat,lon,cover"] + [
+        f"{r[0]},{r[1]},{r[2]},{c}" for r, c, s in zip(rows, cover, sides, strict=True)
+        if s == "test"]) + "\n")
+    alone = evaluate_head(tmp_path / "cover", exports["pooled"], held)
+    assert alone.metrics == result.metrics and alone.metrics["n"] == 12
+    # per-class scores as scikit-learn defines them
+    truth = [c for c, s in zip(cover, sides, strict=True) if s == "test"]
+    from eoembed.heads.base import Head
+
+    head = Head.load(tmp_path / "cover")
+    data = _test_rows(exports["pooled"], held)
+    predicted = head.predict(data.x)
+    assert sorted(data.y.tolist()) == sorted(truth)
+    labels = alone.metrics["labels"]
+    assert [alone.metrics["per_class_precision"][c] for c in labels] == pytest.approx(
+        precision_score(data.y, predicted, labels=labels, average=None, zero_division=0))
+    assert [alone.metrics["per_class_recall"][c] for c in labels] == pytest.approx(
+        recall_score(data.y, predicted, labels=labels, average=None, zero_division=0))
+    # a random split is keyed by place, so evaluate finds the same test samples again
+    drawn = train(exports["pooled"], exports["sites"], value="land", head="linear",
+                  split="random", test_size=0.3, seed=2, out=tmp_path / "land", plots=False)
+    again = evaluate_head(tmp_path / "land", exports["pooled"], exports["sites"],
+                          split="random", test_size=0.3, seed=2)
+    # (float32 matrix products over 36 or 11 rows may differ in the last digits)
+    assert again.metrics["r2"] == pytest.approx(drawn.metrics["r2"], rel=1e-5)
+    assert again.metrics["n"] == drawn.split["n_test"]
+
+
+def _test_rows(pooled: Path, labels: Path) -> object:
+    from eoembed.heads.inputs import load_embeddings
+    from eoembed.heads.join import join_tabular
+    from eoembed.heads.labels import read_labels
+
+    return join_tabular(load_embeddings(pooled), read_labels(labels, value="cover"),
+                        "classification")
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two sites as grids and pooled rows: one inland, one across the scene's west edge."""
+    from eoembed import OutputSpec, PointBuffer, TemporalSpec, export_batch
+
+    root = tmp_path_factory.mktemp("edge")
+    # The sample scene starts at x = 435730 m: the western site's first 80 m cell column
+    # lies past it, its second column half past it.
+    sites = [PointBuffer(lon, lat, HALF) for lon, lat in
+             _lonlat([(435930.0, 4170000.0), (438000.0, 4170000.0)])]
+    window = TemporalSpec.range("2015-06-23", "2016-06-11")
+    export_batch(sites, "mosaiks", temporal=window, out=root / "grid", provider="sample",
+                 output=OutputSpec.grid(), format="zarr", progress=False)
+    export_batch(sites, "mosaiks", temporal=window, out=root / "pooled", provider="sample",
+                 progress=False)
+    return {"grid": root / "grid", "pooled": root / "pooled"}
+
+
+def _exported_cell_valid(grid: Path) -> dict[str, np.ndarray]:
+    """Each region's ``cell_valid_fraction`` as stored in the Zarr export, read with xarray."""
+    import xarray as xr
+
+    store = grid / "mosaiks" / "embeddings.zarr"
+    return {p.name: np.asarray(xr.open_dataset(store, group=p.name, engine="zarr",
+                                               consolidated=False)["cell_valid_fraction"])
+            for p in store.iterdir() if p.is_dir()}
+
+
+@needs_sample
+@pytest.mark.parametrize("fmt", ["zarr", "netcdf", "npz"])
+def test_grid_exports_record_each_cells_imagery(edge: dict[str, Path], fmt: str,
+                                                tmp_path: Path) -> None:
+    """``cell_valid_fraction``: the share of a cell's 10 m input pixels inside the scene."""
+    import rasterio
+
+    from eoembed import OutputSpec, PointBuffer, TemporalSpec, export_batch
+    from eoembed.heads.inputs import load_embeddings
+    from eoembed.providers.sample import sample_folder
+
+    folder = edge["grid"]
+    if fmt != "zarr":
+        folder = tmp_path / fmt
+        sites = [PointBuffer(lon, lat, HALF) for lon, lat in
+                 _lonlat([(435930.0, 4170000.0), (438000.0, 4170000.0)])]
+        export_batch(sites, "mosaiks", temporal=TemporalSpec.range("2015-06-23", "2016-06-11"),
+                     out=folder, provider="sample", output=OutputSpec.grid(), format=fmt,
+                     progress=False)
+    with rasterio.open(sample_folder() / "s2_B04.jp2") as src:
+        scene = src.bounds
+    grids = load_embeddings(folder).grids()
+    assert len(grids) == 2
+    for region in grids:
+        g = region.grid
+        # 10 m input pixel centres, 8 per 80 m cell side
+        xs = g.left + 5.0 + 10.0 * np.arange(g.width * 8)
+        ys = g.top - 5.0 - 10.0 * np.arange(g.height * 8)
+        inside = ((ys[:, None] > scene.bottom) & (ys[:, None] < scene.top)
+                  & (xs[None, :] > scene.left) & (xs[None, :] < scene.right))
+        expected = inside.reshape(g.height, 8, g.width, 8).mean(axis=(1, 3))
+        assert region.cell_valid is not None
+        np.testing.assert_allclose(region.cell_valid, expected)
+
+
+@needs_sample
+def test_cells_without_imagery_are_nodata_and_never_scored(
+        exports: dict[str, Path], edge: dict[str, Path], tmp_path: Path) -> None:
+    import rasterio
+
+    from eoembed.heads import evaluate_head, predict, train
+
+    stored = _exported_cell_valid(edge["grid"])
+    assert len(stored) == 2
+    western = next(k for k, v in stored.items() if (v == 0).any())
+    assert (stored[western][:, 0] == 0).all() and (stored[western][:, 1] == 0.5).all()
+    assert (stored[western][:, 2:] == 1).all()
+
+    head = train(exports["grid"], LABELS, task="classification", head="knn",
+                 split="random", out=tmp_path / "cells", plots=False)
+    for min_valid, blank in ((0.0, stored[western] == 0), (0.6, stored[western] < 0.6)):
+        out = predict(tmp_path / "cells", embeddings=edge["grid"], out=tmp_path / f"m{int(min_valid * 10)}",
+                      min_valid=min_valid)
+        with rasterio.open(tmp_path / f"m{int(min_valid * 10)}" / f"{western}.tif") as src:
+            values = src.read(1)
+            assert src.nodata == 255
+        assert np.array_equal(values == 255, blank), values
+        assert set(np.unique(values[~blank])) <= {0, 1}
+        assert out.warnings and f"{int(blank.sum())} cell(s)" in out.warnings[-1]
+    # Labelled cells without enough imagery are left out of the scores, and counted.
+    scored = evaluate_head(head.head, edge["grid"], LABELS, min_valid=0.6)
+    assert scored.join["samples_without_imagery"] == 8  # the half-covered column
+    assert scored.metrics["n"] == 64 + 6 * 8
+
+    # A segmentation decoder blanks the same cells, at its finer resolution.
+    seg = train(exports["grid"], LABELS, task="segmentation", head="segmentation",
+                params={"epochs": 2}, split="none", plots=False)
+    predict(seg.head, embeddings=edge["grid"], out=tmp_path / "seg")
+    with rasterio.open(tmp_path / "seg" / f"{western}.tif") as src:
+        fine = src.read(1)
+    expected = np.repeat(np.repeat(stored[western] == 0, 4, axis=0), 4, axis=1)
+    assert np.array_equal(fine == 255, expected)
+
+    # Pooled rows: a region under min_valid is nodata in the map and empty in the table.
+    land = train(exports["pooled"], exports["sites"], value="land", head="linear",
+                 split="none", plots=False)
+    fractions = {k: float(v) for k, v in zip(*_pooled_fractions(edge["pooled"]), strict=True)}
+    assert sorted(fractions.values()) == [0.8125, 1.0]
+    table = predict(land.head, embeddings=edge["pooled"], out=tmp_path / "rows.parquet",
+                    min_valid=0.9)
+    import geopandas as gpd
+
+    rows = gpd.read_parquet(table.files[0]).set_index("id")
+    for rid, fraction in fractions.items():
+        assert np.isnan(rows.loc[rid, "prediction"]) == (fraction < 0.9)
+    tif = predict(land.head, embeddings=edge["pooled"], out=tmp_path / "rows.tif", min_valid=0.9)
+    with rasterio.open(tif.files[0]) as src:
+        values = src.read(1, masked=True)
+    assert values.count() == 64 * 64  # the inland site only
+
+
+def _pooled_fractions(pooled: Path) -> tuple[list[str], list[float]]:
+    import geopandas as gpd
+
+    frame = gpd.read_parquet(next(pooled.rglob("*.parquet")))
+    return [str(i) for i in frame["id"]], [float(v) for v in frame["valid_fraction"]]

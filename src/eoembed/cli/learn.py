@@ -1,4 +1,4 @@
-"""``eoembed train``, ``predict`` and ``compare``: heads on frozen embeddings, from the shell.
+"""``eoembed train``, ``evaluate``, ``predict``, ``compare``: heads on frozen embeddings.
 
 Parsing and printing only: flags become overrides of a YAML job
 (:mod:`eoembed.heads.config` validates them) and :mod:`eoembed.heads.api` does the work. A
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -27,6 +27,7 @@ from eoembed.cli.options import (
     DeviceOpt,
     EmbeddingsOpt,
     EndOpt,
+    EvalJsonOpt,
     ExportModelOpt,
     HeadDirOpt,
     HeadKindOpt,
@@ -37,6 +38,7 @@ from eoembed.cli.options import (
     LatOpt,
     LonOpt,
     MapPngOpt,
+    MinValidOpt,
     ParamOpt,
     PlotsOpt,
     PredictEmbeddingsOpt,
@@ -55,7 +57,7 @@ from eoembed.cli.options import (
     parse_model_args,
 )
 
-__all__ = ["compare_command", "predict_command", "train_command"]
+__all__ = ["compare_command", "evaluate_command", "predict_command", "train_command"]
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -67,11 +69,13 @@ def _given(**values: Any) -> dict[str, Any]:
 def _overrides(
     labels: Path | None, value: str | None, label_crs: str | None, task: Any, head: str | None,
     param: list[str] | None, split: Any, test_size: float | None, block_size_m: float | None,
-    seed: int | None, out: Path | None, plots: bool | None, quiet: bool,
+    seed: int | None, min_valid: float | None, out: Path | None, plots: bool | None,
+    quiet: bool,
 ) -> dict[str, Any]:
     """Flags shared by train and compare, as job overrides."""
     return _given(
         labels=labels, value=value, label_crs=label_crs, task=task, head=head,
+        min_valid=min_valid,
         params=parse_model_args(param) if param else None,
         split=_given(method=split, test_size=test_size, block_size_m=block_size_m,
                      seed=seed) or None,
@@ -98,6 +102,7 @@ def train_command(
     test_size: TestSizeOpt = None,
     block_size_m: BlockSizeOpt = None,
     seed: SeedOpt = None,
+    min_valid: MinValidOpt = None,
     out: HeadOutOpt = None,
     plots: PlotsOpt = None,
     quiet: QuietOpt = False,
@@ -112,7 +117,7 @@ def train_command(
     from eoembed.heads.config import TrainConfig
 
     overrides = _overrides(labels, value, label_crs, task, head, param, split, test_size,
-                           block_size_m, seed, out, plots, quiet)
+                           block_size_m, seed, min_valid, out, plots, quiet)
     overrides.update(_given(embeddings=embeddings, model=model))
     if config is not None:
         job = TrainConfig.from_yaml(config, overrides)
@@ -122,8 +127,15 @@ def train_command(
     summary = result.to_dict()
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items()
                         if isinstance(v, float))
-    _summary_line(f"{result.head.kind} head on {result.model}: {metrics} on "
-                  f"{summary['n_test']} held-out samples ({summary['split']} split); saved to "
+    if summary["n_test"]:
+        scored = f"{metrics} on {summary['n_test']} held-out samples ({summary['split']} split)"
+    else:
+        scored = (f"trained on all {summary['n_train']} samples; no held-out metrics "
+                  f"({summary['split']} split)")
+    dropped = summary["join"].get("samples_without_imagery")
+    if dropped:
+        scored += f"; {dropped} sample(s) without imagery left out"
+    _summary_line(f"{result.head.kind} head on {result.model}: {scored}; saved to "
                   f"{result.out}", job.quiet)
     typer.echo(json.dumps(summary, default=str))
 
@@ -145,6 +157,7 @@ def predict_command(
     device: DeviceOpt = "auto",
     resolution_m: ResolutionOpt = None,
     png: MapPngOpt = None,
+    min_valid: MinValidOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Map a trained head over exported embeddings (--embeddings) or a region.
@@ -162,7 +175,7 @@ def predict_command(
     temporal = _window(year, start, end)
     result = predict(head, out=out, embeddings=embeddings, model=model, spatial=spatial,
                      temporal=temporal, provider=provider, device=device,
-                     resolution_m=resolution_m, png=png)
+                     resolution_m=resolution_m, png=png, min_valid=min_valid or 0.0)
     stderr = Console(stderr=True)
     if not quiet:
         stderr.print(f"{result.task} map of {result.regions} region(s) in "
@@ -227,6 +240,7 @@ def compare_command(
     test_size: TestSizeOpt = None,
     block_size_m: BlockSizeOpt = None,
     seed: SeedOpt = None,
+    min_valid: MinValidOpt = None,
     out: HeadOutOpt = None,
     plots: PlotsOpt = None,
     quiet: QuietOpt = False,
@@ -240,7 +254,7 @@ def compare_command(
     from eoembed.heads.config import CompareConfig
 
     overrides = _overrides(labels, value, label_crs, task, head, param, split, test_size,
-                           block_size_m, seed, out, plots, quiet)
+                           block_size_m, seed, min_valid, out, plots, quiet)
     if embeddings:
         overrides["embeddings"] = [_export_ref(e) for e in embeddings]
     if config is not None:
@@ -257,3 +271,64 @@ def compare_command(
                           str(row["n_test"]), f"{row['seconds']:.2f}")
         Console(stderr=True).print(table)
     typer.echo(json.dumps(result.to_dict(), default=str))
+
+
+def evaluate_command(
+    head: Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="HEAD",
+                                         help="A head folder written by eoembed train.")],
+    export: Annotated[Path, typer.Option("--export", "--embeddings", "-e", metavar="DIR",
+                                         help="An export folder made with the head's "
+                                         "embedder.")],
+    labels: Annotated[Path, typer.Option("--labels", "-l", metavar="FILE",
+                                         help="Labels (as for train), joined by place.")],
+    model: ExportModelOpt = None,
+    value: ValueOpt = None,
+    label_crs: LabelCrsOpt = None,
+    split: SplitOpt = None,
+    test_size: TestSizeOpt = None,
+    block_size_m: BlockSizeOpt = None,
+    seed: SeedOpt = None,
+    min_valid: MinValidOpt = None,
+    json_out: EvalJsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score a trained head on labelled embeddings: a table of metrics, and JSON.
+
+    Every labelled sample with imagery counts; with --split, only that split's test side
+    (the head's own split reproduces the metrics train reported). --value defaults to the
+    column the head was trained on. The last line of stdout is the JSON summary.
+    """
+    from eoembed.heads.api import evaluate_head
+
+    if split is None and test_size == 0.0:
+        split = "none"
+    result = evaluate_head(
+        head, export, labels, value=value, model=model, label_crs=label_crs or "EPSG:4326",
+        min_valid=min_valid or 0.0, split=split, test_size=0.25 if test_size is None
+        else test_size, block_size_m=block_size_m or 1000.0, seed=seed or 0, out=json_out,
+    )
+    if not quiet:
+        Console(stderr=True).print(_metrics_table(result.task, result.metrics,
+                                                  f"{result.head} head on {result.model}"))
+    typer.echo(json.dumps(result.to_dict(), default=str))
+
+
+_PER_CLASS = ("per_class_precision", "per_class_recall", "per_class_f1", "per_class_iou")
+
+
+def _metrics_table(task: str, metrics: dict[str, Any], title: str) -> Table:
+    """The scalar metrics, then one row per class (precision, recall, F1, IoU)."""
+    table = Table("metric", "value", title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    for key, value in metrics.items():
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    present = [k for k in _PER_CLASS if k in metrics]
+    if not present:
+        return table
+    classes = Table("class", *[k.removeprefix("per_class_") for k in present],
+                    title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    for label in metrics.get("labels", []):
+        classes.add_row(str(label), *[f"{metrics[k].get(str(label), 0.0):.4f}" for k in present])
+    outer = Table.grid(padding=(0, 4))
+    outer.add_row(table, classes)
+    return outer

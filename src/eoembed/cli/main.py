@@ -25,7 +25,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from eoembed.cli.export import export_command
-from eoembed.cli.learn import compare_command, predict_command, train_command
+from eoembed.cli.learn import compare_command, evaluate_command, predict_command, train_command
 from eoembed.cli.options import (
     ArgsOpt,
     BandsOpt,
@@ -556,6 +556,7 @@ def embed_command(
 
 app.command("export")(export_command)
 app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("compare")(compare_command)
 

@@ -498,13 +498,6 @@ class Task(StrEnum):
     segmentation = "segmentation"
 
 
-class SplitMethod(StrEnum):
-    """``--split`` choices (:data:`eoembed.heads.splits.METHODS`)."""
-
-    random = "random"
-    blocks = "blocks"
-
-
 TrainConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", exists=True, dir_okay=False, rich_help_panel=_JOB,
@@ -558,14 +551,29 @@ ParamOpt = Annotated[
                  "read as JSON, else as a string."),
 ]
 SplitOpt = Annotated[
-    SplitMethod | None,
-    typer.Option("--split", rich_help_panel=_SPLIT,
-                 help="random, or blocks: whole spatial blocks of --block-size-m held out "
-                 "(no spatial leakage). Keyed by place, never by row order."),
+    str | None,
+    typer.Option("--split", metavar="METHOD", rich_help_panel=_SPLIT,
+                 help="random; blocks (whole spatial blocks of --block-size-m held out, no "
+                 "spatial leakage); or predefined: column:NAME (the labels' train/test column; "
+                 "val counts as test), raster:MASK.tif (nonzero is test), "
+                 "box:MINX,MINY,MAXX,MAXY[,CRS] (inside is test), none (train on all). Keyed "
+                 "by place, never by row order."),
 ]
 TestSizeOpt = Annotated[
     float | None, typer.Option("--test-size", min=0.0, max=1.0, rich_help_panel=_SPLIT,
-                               help="Share of samples held out for the metrics (default 0.25)."),
+                               help="Share of samples held out for the metrics (default 0.25; "
+                               "0 trains on all, with no held-out metrics)."),
+]
+MinValidOpt = Annotated[
+    float | None,
+    typer.Option("--min-valid", min=0.0, max=1.0, rich_help_panel=_LABELS,
+                 help="Least share of a region's pixels holding imagery (valid_fraction) for "
+                 "its samples to count; regions with none are always left out (default 0)."),
+]
+EvalJsonOpt = Annotated[
+    Path | None,
+    typer.Option("--json", "--out", parser=output_path, metavar="FILE", rich_help_panel=_OUTPUT,
+                 help="Also write the metrics as JSON to FILE."),
 ]
 BlockSizeOpt = Annotated[
     float | None, typer.Option("--block-size-m", min=0.0, rich_help_panel=_SPLIT,
@@ -617,6 +625,7 @@ __all__ += [
     "BlockSizeOpt",
     "CompareEmbeddingsOpt",
     "EmbeddingsOpt",
+    "EvalJsonOpt",
     "ExportModelOpt",
     "HeadDirOpt",
     "HeadKindOpt",
@@ -624,13 +633,13 @@ __all__ += [
     "LabelCrsOpt",
     "LabelsOpt",
     "MapPngOpt",
+    "MinValidOpt",
     "ParamOpt",
     "PlotsOpt",
     "PredictEmbeddingsOpt",
     "PredictOutOpt",
     "ResolutionOpt",
     "SeedOpt",
-    "SplitMethod",
     "SplitOpt",
     "Task",
     "TaskOpt",

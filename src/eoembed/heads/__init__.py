@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from eoembed.heads.api import (
         CompareResult,
+        EvaluateResult,
         PredictResult,
         TrainResult,
         compare,
         evaluate,
+        evaluate_head,
         predict,
         train,
     )
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = (
     "CompareResult",
     "Embeddings",
+    "EvaluateResult",
     "GridHead",
     "Head",
     "PredictResult",
@@ -44,6 +47,7 @@ __all__ = (
     "VectorLabels",
     "compare",
     "evaluate",
+    "evaluate_head",
     "list_heads",
     "load_embeddings",
     "load_head",
@@ -54,10 +58,12 @@ __all__ = (
 
 _LAZY = {
     "CompareResult": "eoembed.heads.api",
+    "EvaluateResult": "eoembed.heads.api",
     "PredictResult": "eoembed.heads.api",
     "TrainResult": "eoembed.heads.api",
     "compare": "eoembed.heads.api",
     "evaluate": "eoembed.heads.api",
+    "evaluate_head": "eoembed.heads.api",
     "predict": "eoembed.heads.api",
     "train": "eoembed.heads.api",
     "GridHead": "eoembed.heads.base",

@@ -30,7 +30,14 @@ import numpy as np
 from eoembed.errors import CapabilityError, SpecError
 from eoembed.grid import Grid
 from eoembed.heads.base import TASKS, GridHead, Head, TabularHead, head_class
-from eoembed.heads.inputs import Embeddings, RegionGrid, embedder_info, load_embeddings
+from eoembed.heads.inputs import (
+    Embeddings,
+    RegionGrid,
+    cell_imagery,
+    embedder_info,
+    has_imagery,
+    load_embeddings,
+)
 from eoembed.heads.join import (
     IGNORE,
     SegmentationSet,
@@ -38,10 +45,11 @@ from eoembed.heads.join import (
     join_segmentation,
     join_tabular,
 )
+from eoembed.heads.labels import RASTER_SUFFIXES as LABEL_RASTERS
 from eoembed.heads.labels import RasterLabels, VectorLabels, read_labels
 from eoembed.heads.maps import MapEncoding, mosaic, rasterize_footprints, write_geotiff
 from eoembed.heads.metrics import PRIMARY, score
-from eoembed.heads.splits import Split, make_split
+from eoembed.heads.splits import Split, check_method, column_held_out, make_split
 from eoembed.paths import check_output_dir, check_output_file
 
 if TYPE_CHECKING:
@@ -51,9 +59,12 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS_FILE",
     "CompareResult",
+    "EvaluateResult",
     "PredictResult",
     "TrainResult",
     "compare",
+    "evaluate",
+    "evaluate_head",
     "predict",
     "train",
 ]
@@ -76,7 +87,7 @@ class TrainResult:
 
     head: Head
     metrics: dict[str, Any]
-    """Metrics on the held-out test split."""
+    """Metrics on the held-out test split (empty when nothing was held out)."""
     train_metrics: dict[str, Any]
     split: dict[str, Any]
     join: dict[str, Any]
@@ -100,6 +111,29 @@ class TrainResult:
             "split": self.split.get("method"), "join": _join_summary(self.join),
             "seconds": round(self.seconds, 3), "pictures": self.pictures,
         }
+
+
+@dataclass
+class EvaluateResult:
+    """What :func:`evaluate_head` measured: a saved head on labelled embeddings."""
+
+    task: str
+    head: str
+    model: str
+    metrics: dict[str, Any]
+    """The task's metrics (per-class scores and the confusion matrix included)."""
+    join: dict[str, Any]
+    split: dict[str, Any] | None
+    """The split whose test side was scored; ``None``: every labelled sample."""
+    out: Path | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (what ``eoembed evaluate`` prints and writes)."""
+        return {"head": self.head, "task": self.task, "model": self.model,
+                "metrics": self.metrics, "join": _join_summary(self.join),
+                "split": self.split, "out": str(self.out) if self.out else None,
+                "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -136,7 +170,9 @@ class CompareResult:
 
 
 def _headline(task: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The scalar metrics (no confusion matrix), rounded for printing."""
+    """The scalar metrics (no confusion matrix), rounded for printing; none without a test."""
+    if not metrics:
+        return {}
     keep = {"regression": ("r2", "rmse", "mae", "n"),
             "classification": ("accuracy", "macro_f1", "n"),
             "segmentation": ("miou", "pixel_accuracy", "per_class_iou", "n")}[task]
@@ -165,10 +201,15 @@ def _embeddings(value: EmbeddingsLike, model: str | None) -> Embeddings:
     return load_embeddings(value, model)
 
 
-def _labels(value: LabelsLike, column: str, crs: str) -> VectorLabels | RasterLabels:
+def _labels(value: LabelsLike, column: str, crs: str,
+            split: str | None = None) -> VectorLabels | RasterLabels:
+    """Labels as read; a ``column:NAME`` split also keeps that column."""
     if isinstance(value, VectorLabels | RasterLabels):
         return value
-    return read_labels(value, value=column, crs=crs)
+    kind, _, name = (split or "").partition(":")
+    keep = (name,) if kind == "column" and Path(value).suffix.lower() not in LABEL_RASTERS \
+        else ()
+    return read_labels(value, value=column, crs=crs, extra=keep)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -185,6 +226,92 @@ def _tile_m(emb: Embeddings) -> float | None:
     sides = [float(w) * abs(float(t[0])) for w, t in zip(frame["input_width"],
                                                           frame["input_transform"], strict=True)]
     return float(np.median(sides)) if sides else None
+
+
+def _sample_imagery(emb: Embeddings, samples: Sequence[str], min_valid: float) -> np.ndarray:
+    """Whether each sample (a pooled row's id, or a cell's ``region/row/col``) had imagery."""
+    fractions = emb.valid_fractions()
+    if emb.mode == "pooled":
+        return np.array([has_imagery(fractions.get(i), min_valid) for i in samples], dtype=bool)
+    masks = {g.id: cell_imagery(g, fractions.get(g.id), min_valid) for g in emb.grids()}
+    out = np.ones(len(samples), dtype=bool)
+    for k, sample in enumerate(samples):
+        region, row, col = sample.rsplit("/", 2)
+        out[k] = bool(masks[region][int(row), int(col)]) if region in masks else True
+    return out
+
+
+def _with_imagery(data: TabularSet, emb: Embeddings, min_valid: float) -> TabularSet:
+    """``data`` without the samples that had no (or too little) imagery, counted."""
+    keep = _sample_imagery(emb, data.ids, min_valid)
+    data.report["samples_without_imagery"] = int((~keep).sum())
+    if keep.all():
+        return data
+    index = np.flatnonzero(keep)
+    data.report["samples"] = len(index)
+    return TabularSet(
+        x=data.x[index], y=data.y[index], ids=[data.ids[i] for i in index], lon=data.lon[index],
+        lat=data.lat[index], report=data.report,
+        footprints=[data.footprints[i] for i in index] if data.footprints is not None else None,
+    )
+
+
+def _regions_with_imagery(data: SegmentationSet, emb: Embeddings,
+                          min_valid: float) -> SegmentationSet:
+    """``data`` without the regions that had no imagery, and unlabelled where cells had none.
+
+    Regions dropped are counted as ``samples_without_imagery``, label pixels under cells
+    without imagery as ``pixels_without_imagery``.
+    """
+    fractions = emb.valid_fractions()
+    f = data.upsample
+    keep: list[int] = []
+    labels: list[np.ndarray] = []
+    blanked = 0
+    for i, region in enumerate(data.regions):
+        cells = cell_imagery(region, fractions.get(region.id), min_valid)
+        if not cells.any():
+            continue
+        fine = np.repeat(np.repeat(cells, f, axis=0), f, axis=1)
+        label = data.labels[i].copy()
+        blanked += int(((label != IGNORE) & ~fine).sum())
+        label[~fine] = IGNORE
+        keep.append(i)
+        labels.append(label)
+    data.report["samples_without_imagery"] = len(data.regions) - len(keep)
+    data.report["pixels_without_imagery"] = blanked
+    return SegmentationSet([data.regions[i] for i in keep], labels, data.upsample,
+                           data.lon[keep], data.lat[keep], data.report)
+
+
+def _column_split(emb: Embeddings, lab: VectorLabels | RasterLabels, column: str,
+                  samples: Sequence[str], *, regions: bool) -> np.ndarray:
+    """Each sample's side from the labels' split column, joined by place like the labels.
+
+    A sample (or, with ``regions``, a region of cells) any of whose labels is marked for
+    testing is held out, so no test label is ever trained on.
+    """
+    if not isinstance(lab, VectorLabels) or column not in lab.frame:
+        raise SpecError("split", f"column:{column}", allowed="vector labels with that column",
+                        reason=f"{lab.describe()['source']} has no column {column!r}")
+    flags = column_held_out(lab.frame[column].to_numpy(), column).astype(np.float64)
+    marks = VectorLabels(lab.frame.assign(value=flags), lab.source, column, lab.geometry_type)
+    joined = join_tabular(emb, marks, "regression")
+    held = {i for i, flag in zip(joined.ids, joined.y.tolist(), strict=True) if flag > 0}
+    if regions:
+        held = {i.rsplit("/", 2)[0] for i in held}
+    return np.array([s in held for s in samples], dtype=bool)
+
+
+def _choose_split(emb: Embeddings, lab: VectorLabels | RasterLabels, samples: Sequence[str],
+                  lon: np.ndarray, lat: np.ndarray, *, split: str, test_size: float,
+                  block_size_m: float, seed: int, regions: bool = False) -> Split:
+    held = None
+    kind, _, column = check_method(split).partition(":")
+    if kind == "column":
+        held = _column_split(emb, lab, column, samples, regions=regions)
+    return make_split(lon, lat, method=split, test_size=test_size, block_size_m=block_size_m,
+                      seed=seed, held_out=held)
 
 
 def _check_enough(split: Split, y: np.ndarray | None, task: str) -> None:
@@ -216,6 +343,7 @@ def train(
     seed: int = 0,
     # Labels
     label_crs: str = "EPSG:4326",
+    min_valid: float = 0.0,
     # Output
     out: str | Path | None = None,
     plots: bool = True,
@@ -231,11 +359,17 @@ def train(
         head: ``linear``, ``rf``, ``gbm``, ``knn``, ``mlp`` or ``segmentation``.
         model: which model of a multi-model export.
         params: the head's hyperparameters (e.g. ``{"alpha": 10}``, ``{"epochs": 20}``).
-        split: ``random`` or ``blocks`` (spatial blocks of ``block_size_m``).
-        test_size: share of samples (regions for segmentation) held out.
+        split: ``random`` or ``blocks`` (spatial blocks of ``block_size_m``); or a predefined
+            split: ``column:NAME`` (the labels' train/test column), ``raster:PATH`` (nonzero
+            mask pixels are test), ``box:MINX,MINY,MAXX,MAXY[,CRS]`` (inside is test), or
+            ``none`` (train on everything; no held-out metrics). Recorded in the head.
+        test_size: share of samples (regions for segmentation) held out; 0 is ``none``.
         block_size_m: side of the spatial blocks, metres.
         seed: seeds the split and the head.
         label_crs: CRS of a CSV's lon/lat columns.
+        min_valid: samples whose region had no imagery (``valid_fraction`` 0, e.g. past a
+            scene's edge) or less than this share are dropped and counted
+            (``samples_without_imagery``).
         out: the head folder to write (config, weights, ``metrics.json``, pictures); ``None``
             keeps the head in memory only.
         plots: write the pictures (needs matplotlib).
@@ -248,26 +382,29 @@ def train(
         out = check_output_dir(out, "head folder")
     if task not in TASKS:
         raise SpecError("task", task, allowed=TASKS)
+    check_method(split)
     fitted = head_class(head)(task, seed=seed, **dict(params or {}))
     emb = _embeddings(embeddings, model)
-    lab = _labels(labels, value, label_crs)
+    lab = _labels(labels, value, label_crs, split)
     if isinstance(fitted, GridHead):
         return _train_grid(fitted, emb, lab, t0, split=split, test_size=test_size,
-                           block_size_m=block_size_m, seed=seed, out=out, plots=plots)
+                           block_size_m=block_size_m, seed=seed, min_valid=min_valid, out=out,
+                           plots=plots)
     assert isinstance(fitted, TabularHead)
-    data = join_tabular(emb, lab, task)
+    data = _with_imagery(join_tabular(emb, lab, task), emb, min_valid)
     if len(data.y) < 2:
         raise SpecError("labels", lab.describe()["source"], allowed="labels inside the regions",
                         reason=f"{len(data.y)} sample(s) matched by georeference: "
                         f"{_join_summary(data.report)}")
-    chosen = make_split(data.lon, data.lat, method=split, test_size=test_size,
-                        block_size_m=block_size_m, seed=seed)
+    chosen = _choose_split(emb, lab, data.ids, data.lon, data.lat, split=split,
+                           test_size=test_size, block_size_m=block_size_m, seed=seed)
     _check_enough(chosen, data.y, task)
     t_fit = time.perf_counter()
     fitted.fit(data.x[chosen.train], data.y[chosen.train])
     fit_s = time.perf_counter() - t_fit
     predicted = fitted.predict(data.x)
-    metrics = score(task, data.y[chosen.test], predicted[chosen.test])
+    metrics = score(task, data.y[chosen.test], predicted[chosen.test]) \
+        if chosen.test.any() else {}
     train_metrics = score(task, data.y[chosen.train], predicted[chosen.train])
     fitted.info = {
         "embedder": embedder_info(emb.model, emb.request, str(emb.path) if emb.path else None),
@@ -290,17 +427,19 @@ def train(
 
 def _train_grid(
     fitted: GridHead, emb: Embeddings, lab: VectorLabels | RasterLabels, t0: float, *,
-    split: str, test_size: float, block_size_m: float, seed: int, out: str | Path | None,
-    plots: bool,
+    split: str, test_size: float, block_size_m: float, seed: int, min_valid: float,
+    out: str | Path | None, plots: bool,
 ) -> TrainResult:
     given = fitted.params.get("upsample")
     data = join_segmentation(emb, lab, upsample=int(given) if given else None)
+    data = _regions_with_imagery(data, emb, min_valid)
     fitted.params["upsample"] = data.upsample
     if len(data.regions) < 2:
         raise SpecError("labels", lab.describe()["source"], allowed="labels over 2+ regions",
                         reason=f"{len(data.regions)} region(s) hold labels")
-    chosen = make_split(data.lon, data.lat, method=split, test_size=test_size,
-                        block_size_m=block_size_m, seed=seed)
+    chosen = _choose_split(emb, lab, [r.id for r in data.regions], data.lon, data.lat,
+                           split=split, test_size=test_size, block_size_m=block_size_m,
+                           seed=seed, regions=True)
     _check_enough(chosen, None, "segmentation")
     train_idx = np.flatnonzero(chosen.train)
     test_idx = np.flatnonzero(chosen.test)
@@ -308,7 +447,7 @@ def _train_grid(
     fitted.fit([data.regions[i].values for i in train_idx], [data.labels[i] for i in train_idx])
     fit_s = time.perf_counter() - t_fit
     maps = fitted.predict([r.values for r in data.regions])
-    metrics = _segmentation_score(data, maps, test_idx)
+    metrics = _segmentation_score(data, maps, test_idx) if len(test_idx) else {}
     train_metrics = _segmentation_score(data, maps, train_idx)
     fitted.info = {
         "embedder": embedder_info(emb.model, emb.request, str(emb.path) if emb.path else None),
@@ -327,23 +466,111 @@ def _train_grid(
     return result
 
 
-def evaluate(head: Head | str | Path, embeddings: EmbeddingsLike, labels: LabelsLike, *,
-             value: str = "value", model: str | None = None,
-             label_crs: str = "EPSG:4326") -> dict[str, Any]:
-    """Metrics of a trained head on (other) embeddings and labels, joined by georeference.
+def evaluate_head(
+    head: Head | str | Path,
+    embeddings: EmbeddingsLike,
+    labels: LabelsLike,
+    *,
+    value: str | None = None,
+    model: str | None = None,
+    label_crs: str = "EPSG:4326",
+    min_valid: float = 0.0,
+    # Which samples count (default: every labelled one)
+    split: str | None = None,
+    test_size: float = 0.25,
+    block_size_m: float = 1000.0,
+    seed: int = 0,
+    # Output
+    out: str | Path | None = None,
+) -> EvaluateResult:
+    """Score a trained head on labelled embeddings, joined by georeference as in training.
 
-    Every labelled sample counts (no split): use it on held-out places or years.
+    Every labelled sample with imagery counts, unless ``split`` is given: then only its test
+    side does, so the split a head was trained with (``column:...``, ``box:...``, or
+    ``random``/``blocks`` with the same ``test_size``, ``block_size_m`` and ``seed`` on the
+    same labels) reproduces the metrics ``train`` reported.
+
+    Args:
+        head: a head folder (``train(out=...)``) or a :class:`Head`.
+        embeddings: an export folder or :class:`Embeddings` made with the head's embedder.
+        labels: a label file or labels already read.
+        value: the label column (default: the one the head was trained on, else ``value``).
+        model: which model of a multi-model export.
+        label_crs: CRS of a CSV's lon/lat columns.
+        min_valid: samples with no imagery (or less than this share) are left out and counted.
+        split: score only this split's test side (see :func:`train`).
+        test_size: ``split``'s test share (``random``/``blocks``).
+        block_size_m: ``split``'s block size (``blocks``).
+        seed: ``split``'s seed.
+        out: also write the result as JSON to this file.
+
+    Raises:
+        CapabilityError: embeddings from another embedder, options or weights than the head's.
+        SpecError: labels that match no embedding, a bad split.
     """
+    t0 = time.perf_counter()
     fitted = head if isinstance(head, Head) else Head.load(head)
+    target = check_output_file(out, "metrics", make_parents=True) if out is not None else None
+    if split is not None:
+        check_method(split)
+    if value is None:
+        trained = fitted.info.get("labels") or {}
+        value = trained.get("value") if trained.get("kind") != "raster" else None
     emb = _embeddings(embeddings, model)
-    lab = _labels(labels, value, label_crs)
+    _compatibility(fitted, emb)
+    lab = _labels(labels, value or "value", label_crs, split)
+    chosen: Split | None = None
     if isinstance(fitted, GridHead):
-        data = join_segmentation(emb, lab, upsample=fitted.upsample)
-        maps = fitted.predict([r.values for r in data.regions])
-        return _segmentation_score(data, maps, np.arange(len(data.regions)))
-    assert isinstance(fitted, TabularHead)
-    rows = join_tabular(emb, lab, fitted.task)
-    return score(fitted.task, rows.y, fitted.predict(rows.x))
+        data = _regions_with_imagery(join_segmentation(emb, lab, upsample=fitted.upsample),
+                                     emb, min_valid)
+        index = np.arange(len(data.regions))
+        if split is not None and len(index):
+            chosen = _choose_split(emb, lab, [r.id for r in data.regions], data.lon, data.lat,
+                                   split=split, test_size=test_size, block_size_m=block_size_m,
+                                   seed=seed, regions=True)
+            index = np.flatnonzero(chosen.test)
+        if not len(index):
+            raise SpecError("labels", lab.describe()["source"], allowed="labels over the "
+                            "regions", reason=f"no region to score: {_join_summary(data.report)}")
+        maps = fitted.predict([data.regions[i].values for i in index])
+        metrics = _scored_regions(data, maps, index)
+        report = data.report
+    else:
+        assert isinstance(fitted, TabularHead)
+        rows = _with_imagery(join_tabular(emb, lab, fitted.task), emb, min_valid)
+        keep = np.ones(len(rows.y), dtype=bool)
+        if split is not None and len(rows.y):
+            chosen = _choose_split(emb, lab, rows.ids, rows.lon, rows.lat, split=split,
+                                   test_size=test_size, block_size_m=block_size_m, seed=seed)
+            keep = chosen.test
+        if not keep.any():
+            raise SpecError("labels", lab.describe()["source"], allowed="labels inside the "
+                            "regions", reason=f"no sample to score: {_join_summary(rows.report)}")
+        metrics = score(fitted.task, rows.y[keep], fitted.predict(rows.x[keep]))
+        report = rows.report
+    result = EvaluateResult(fitted.task, fitted.kind, str(emb.model), metrics, report,
+                            chosen.info if chosen is not None else None, target, 0.0)
+    result.seconds = time.perf_counter() - t0
+    if target is not None:
+        _write_json(target, result.to_dict())
+    return result
+
+
+def evaluate(head: Head | str | Path, embeddings: EmbeddingsLike, labels: LabelsLike, *,
+             value: str | None = None, model: str | None = None,
+             label_crs: str = "EPSG:4326", min_valid: float = 0.0) -> dict[str, Any]:
+    """The metrics alone of :func:`evaluate_head` over every labelled sample."""
+    return evaluate_head(head, embeddings, labels, value=value, model=model,
+                         label_crs=label_crs, min_valid=min_valid).metrics
+
+
+def _scored_regions(data: SegmentationSet, maps: Sequence[np.ndarray],
+                    index: np.ndarray) -> dict[str, Any]:
+    """Segmentation metrics of ``maps``, predicted for the regions ``index`` in that order."""
+    full: list[np.ndarray] = [np.zeros(0)] * len(data.regions)
+    for i, m in zip(index.tolist(), maps, strict=True):
+        full[i] = m
+    return _segmentation_score(data, full, index)
 
 
 def _segmentation_score(data: SegmentationSet, maps: Sequence[np.ndarray],
@@ -384,7 +611,9 @@ def _tabular_pictures(out: Path, fitted: Head, emb: Embeddings, data: TabularSet
     title = f"{emb.model} + {fitted.kind} ({chosen.info['method']} split, test set)"
     pictures: list[Path] = []
     test = chosen.test
-    if fitted.task == "regression":
+    if not test.any():
+        pass  # nothing held out: no test-set picture
+    elif fitted.task == "regression":
         pictures.append(plots.scatter_png(data.y[test], predicted[test], out / "scatter.png",
                                           title=title, metrics=metrics))
     else:
@@ -449,15 +678,18 @@ def _grid_pictures(out: Path, fitted: GridHead, data: SegmentationSet, maps: Seq
         return np.asarray(flat, dtype=float).reshape(np.shape(m))
 
     # Show the test regions with the most mixed labels: uniform ones say little.
-    mixed = sorted(test_idx.tolist(), key=lambda i: -len(np.unique(data.labels[i])))
+    shown = test_idx if len(test_idx) else np.arange(len(data.regions))
+    mixed = sorted(shown.tolist(), key=lambda i: -len(np.unique(data.labels[i])))
     rows = [(data.regions[i].id, codes(data.labels[i]), codes(maps[i])) for i in mixed[:4]]
     pictures = [
-        plots.confusion_png(np.asarray(metrics["confusion"]), metrics["labels"],
-                            out / "confusion.png", title=title),
         plots.grid_maps_png(rows, out / "map.png", title=title),
         plots.pca_grids_png([(data.regions[i].id, data.regions[i].values)
-                             for i in test_idx[:6]], out / "pca.png"),
+                             for i in shown[:6]], out / "pca.png"),
     ]
+    if metrics:
+        pictures.insert(0, plots.confusion_png(np.asarray(metrics["confusion"]),
+                                               metrics["labels"], out / "confusion.png",
+                                               title=title))
     return [str(p) for p in pictures]
 
 
@@ -494,22 +726,34 @@ def _tags(fitted: Head) -> dict[str, Any]:
             "embedder_revision": str(embedder.get("revision"))}
 
 
-def _region_maps(fitted: Head, regions: Sequence[RegionGrid]) -> list[tuple[np.ndarray, Grid]]:
-    """Per-region prediction maps (labels or values) on their own grids."""
+def _region_maps(fitted: Head, regions: Sequence[RegionGrid],
+                 imagery: Sequence[np.ndarray] | None = None) -> list[tuple[np.ndarray, Grid]]:
+    """Per-region prediction maps (labels or values) on their own grids.
+
+    Cells without imagery (``imagery[i]``, ``(h, w)`` bool per region) map to nodata: no
+    value is made up from the fill values the model saw there.
+    """
     out: list[tuple[np.ndarray, Grid]] = []
+    seen = list(imagery) if imagery is not None else [
+        np.ones(r.values.shape[1:], dtype=bool) for r in regions]
     if isinstance(fitted, GridHead):
         f = fitted.upsample
-        for region, labels in zip(regions, fitted.predict([r.values for r in regions]),
-                                  strict=True):
+        predicted = iter(fitted.predict([r.values for r, ok in zip(regions, seen, strict=True)
+                                         if ok.any()]))
+        for region, ok in zip(regions, seen, strict=True):
             g = region.grid
-            out.append((labels, Grid(g.crs, g.left, g.top, g.resolution / f, g.width * f,
-                                     g.height * f)))
+            fine = Grid(g.crs, g.left, g.top, g.resolution / f, g.width * f, g.height * f)
+            labels = np.full(fine.shape, None, dtype=object)
+            if ok.any():
+                labels[:] = next(predicted)
+                labels[~np.repeat(np.repeat(ok, f, axis=0), f, axis=1)] = None
+            out.append((labels, fine))
         return out
     assert isinstance(fitted, TabularHead)
-    for region in regions:
+    for region, ok in zip(regions, seen, strict=True):
         d, h, w = region.values.shape
         cells = region.values.reshape(d, h * w).T
-        finite = np.isfinite(cells).all(axis=1)
+        finite = np.isfinite(cells).all(axis=1) & ok.ravel()
         values = np.full(h * w, np.nan, dtype=object)
         if finite.any():
             values[finite] = fitted.predict(cells[finite])
@@ -555,8 +799,13 @@ def predict(
     # Output
     resolution_m: float | None = None,
     png: str | Path | None = None,
+    min_valid: float = 0.0,
 ) -> PredictResult:
     """Map a trained head over exported embeddings or over a region.
+
+    Where the embeddings had no imagery (a region's ``valid_fraction`` is 0, e.g. past a
+    scene's edge, or below ``min_valid``) the map holds its nodata value (and a table of
+    pooled predictions an empty prediction), never a class made from fill values.
 
     Outputs by embeddings and ``out``:
 
@@ -585,21 +834,27 @@ def predict(
         raise SpecError("embeddings", embeddings, allowed="exported embeddings or a region "
                         "(spatial=...), exactly one")
     if spatial is not None:
-        return _predict_region(fitted, spatial, temporal, provider, device, out, png, t0)
+        return _predict_region(fitted, spatial, temporal, provider, device, out, png, t0,
+                               min_valid)
     assert embeddings is not None
     emb = _embeddings(embeddings, model)
     warnings = _compatibility(fitted, emb)
     if emb.mode == "pooled":
         if isinstance(fitted, GridHead):
             raise CapabilityError("a segmentation head needs grid embeddings, not pooled ones")
-        files = _predict_pooled(fitted, emb, out, resolution_m)
+        files = _predict_pooled(fitted, emb, out, resolution_m, min_valid)
         count = len(emb)
     else:
         if fitted.info.get("input", {}).get("mode") == "pooled":
             warnings.append("the head was trained on pooled embeddings; mapping it on grid "
                             "cells assumes cells look like pooled regions")
         regions = emb.grids()
-        maps = _region_maps(fitted, regions)
+        fractions = emb.valid_fractions()
+        imagery = [cell_imagery(r, fractions.get(r.id), min_valid) for r in regions]
+        blank = sum(int((~m).sum()) for m in imagery)
+        if blank:
+            warnings.append(f"{blank} cell(s) without imagery (valid_fraction) are nodata")
+        maps = _region_maps(fitted, regions, imagery)
         files = _write_maps(out, maps, [r.id for r in regions], fitted)
         count = len(regions)
         if png is not None:
@@ -607,13 +862,16 @@ def predict(
     return PredictResult(out, files, fitted.task, count, time.perf_counter() - t0, warnings)
 
 
-def _predict_pooled(fitted: Head, emb: Embeddings, out: Path,
-                    resolution_m: float | None) -> list[Path]:
+def _predict_pooled(fitted: Head, emb: Embeddings, out: Path, resolution_m: float | None,
+                    min_valid: float) -> list[Path]:
     import geopandas as gpd
 
     assert isinstance(fitted, TabularHead)
     frame = emb.data
-    predicted = fitted.predict(emb.matrix()) if len(frame) else np.zeros(0)
+    fractions = emb.valid_fractions()
+    imagery = np.array([has_imagery(fractions.get(str(i)), min_valid) for i in frame["id"]],
+                       dtype=bool)
+    predicted = _masked_predictions(fitted, emb.matrix(), imagery)
     suffix = out.suffix.lower()
     if suffix in VECTOR_SUFFIXES:
         table = gpd.GeoDataFrame({"id": frame["id"].to_numpy(), "model": emb.model,
@@ -640,14 +898,25 @@ def _predict_pooled(fitted: Head, emb: Embeddings, out: Path,
             if "input_transform" in frame else [10.0]
         resolution_m = float(min(sizes))
     encoding = MapEncoding.for_task(fitted.task, fitted.classes)
-    values, grid = rasterize_footprints(list(frame.geometry), encoding.encode(predicted), crs,
-                                        resolution_m, encoding)
+    values, grid = rasterize_footprints(list(frame.geometry),
+                                        encoding.encode(predicted, imagery), crs, resolution_m,
+                                        encoding)
     return [write_geotiff(out, values, grid, encoding, _tags(fitted))]
+
+
+def _masked_predictions(fitted: TabularHead, x: np.ndarray, imagery: np.ndarray) -> np.ndarray:
+    """Predictions of the rows with imagery; NaN (values) or None (classes) elsewhere."""
+    empty: Any = np.nan if fitted.task == "regression" else None
+    predicted = np.full(len(imagery), empty, dtype=np.float64 if fitted.task == "regression"
+                        else object)
+    if imagery.any():
+        predicted[imagery] = fitted.predict(x[imagery])
+    return predicted
 
 
 def _predict_region(
     fitted: Head, spatial: SpatialLike, temporal: TemporalSpec | None, provider: str | None,
-    device: str, out: Path, png: str | Path | None, t0: float,
+    device: str, out: Path, png: str | Path | None, t0: float, min_valid: float,
 ) -> PredictResult:
     from eoembed.api import get_embeddings_batch
     from eoembed.specs import BBox, OutputSpec, SensorSpec, TemporalSpec, as_spatial
@@ -678,7 +947,10 @@ def _predict_region(
         embs = get_embeddings_batch(model, spatials=boxes, temporal=temporal, sensor=sensor,
                                     output=pooled, provider=source, device=device, **options)
         assert isinstance(fitted, TabularHead)
-        predicted = fitted.predict(np.stack([np.asarray(e.data) for e in embs]))
+        imagery = np.array([has_imagery(e.meta.get("valid_fraction"), min_valid) for e in embs],
+                           dtype=bool)
+        predicted = _masked_predictions(fitted, np.stack([np.asarray(e.data) for e in embs]),
+                                        imagery)
         maps = [(predicted.reshape(tiles.height, tiles.width), tiles)]
         files = _write_maps(out, maps, ["region"], fitted)
     else:
@@ -691,7 +963,8 @@ def _predict_region(
         if isinstance(data, np.ndarray):
             raise CapabilityError(f"{model!r} returned a vector, not a grid")
         grid = region_grid("region", data)
-        files = _write_maps(out, _region_maps(fitted, [grid]), ["region"], fitted)
+        seen = [cell_imagery(grid, embs[0].meta.get("valid_fraction"), min_valid)]
+        files = _write_maps(out, _region_maps(fitted, [grid], seen), ["region"], fitted)
     if png is not None:
         _map_png(files[0], png, fitted)
     return PredictResult(out, files, fitted.task, 1, time.perf_counter() - t0)
@@ -745,6 +1018,7 @@ def compare(
     block_size_m: float = 1000.0,
     seed: int = 0,
     label_crs: str = "EPSG:4326",
+    min_valid: float = 0.0,
     # Output
     out: str | Path | None = None,
     plots: bool = True,
@@ -760,7 +1034,8 @@ def compare(
     """
     if not embeddings:
         raise SpecError("embeddings", [], allowed="one or more exports")
-    lab = _labels(labels, value, label_crs)
+    check_method(split)
+    lab = _labels(labels, value, label_crs, split)
     metric = PRIMARY.get(task, "")
     if task not in TASKS:
         raise SpecError("task", task, allowed=TASKS)
@@ -779,12 +1054,12 @@ def compare(
         folder = root / "heads" / re.sub(r"[^A-Za-z0-9._@-]", "_", name) if root else None
         result = train(emb, lab, task=task, head=head, params=params, split=split,
                        test_size=test_size, block_size_m=block_size_m, seed=seed,
-                       out=folder, plots=plots)
+                       min_valid=min_valid, out=folder, plots=plots)
         weights = emb.request.get("weights") or {}
         rows.append({
             "model": name, "export": str(emb.path) if emb.path else None, "dim": emb.dim,
             "weights": weights.get("revision") or (emb.request.get("options") or {}).get("weights"),
-            metric: result.metrics[metric], **_headline(task, result.metrics),
+            metric: result.metrics.get(metric, math.nan), **_headline(task, result.metrics),
             "n_train": result.split.get("n_train"), "n_test": result.split.get("n_test"),
             "seconds": round(result.seconds, 3), "head_dir": str(folder) if folder else None,
         })

@@ -17,7 +17,10 @@ Example ``train.yaml`` (keys after ``out`` are optional and show their defaults)
     head: linear                  # linear | rf | gbm | knn | mlp | segmentation
     params: {}                    # the head's hyperparameters, e.g. {alpha: 10}
     split: {method: random, test_size: 0.25, block_size_m: 1000, seed: 0}
+                                  # method: random | blocks | none | column:NAME |
+                                  #   raster:PATH | box:MINX,MINY,MAXX,MAXY[,CRS]
     label_crs: EPSG:4326          # CRS of a CSV's lon/lat columns
+    min_valid: 0.0                # drop samples with less imagery (valid_fraction; > 0 always)
     plots: true
     quiet: false
 
@@ -39,7 +42,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from eoembed.errors import DependencyNotFoundError, SpecError
-from eoembed.heads.splits import METHODS
+from eoembed.heads.splits import check_method
 from eoembed.pipeline.config import _Section, _spec_error, job_paths
 
 __all__ = ["CompareConfig", "ExportRef", "SplitConfig", "TrainConfig", "merge_job", "read_yaml"]
@@ -48,10 +51,13 @@ Task = Literal["regression", "classification", "segmentation"]
 
 
 class SplitConfig(_Section):
-    """``{method, test_size, block_size_m, seed}``; a bare string sets the method."""
+    """``{method, test_size, block_size_m, seed}``; a bare string sets the method.
+
+    ``test_size: 0`` trains on everything (no held-out metrics), like ``method: none``.
+    """
 
     method: str = "random"
-    test_size: float = Field(default=0.25, gt=0, lt=1)
+    test_size: float = Field(default=0.25, ge=0, lt=1)
     block_size_m: float = Field(default=1000.0, gt=0)
     seed: int = 0
 
@@ -63,9 +69,7 @@ class SplitConfig(_Section):
     @field_validator("method")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in METHODS:
-            raise SpecError("method", value, allowed=METHODS)
-        return value
+        return check_method(value)
 
 
 class _Job(_Section):
@@ -78,6 +82,7 @@ class _Job(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     split: SplitConfig = Field(default_factory=SplitConfig)
     label_crs: str = "EPSG:4326"
+    min_valid: float = Field(default=0.0, ge=0, le=1)
     out: Path | None = None
     plots: bool = True
     quiet: bool = False
@@ -97,7 +102,8 @@ class _Job(_Section):
             "labels": self.labels, "value": self.value, "task": self.task, "head": self.head,
             "params": dict(self.params), "split": self.split.method,
             "test_size": self.split.test_size, "block_size_m": self.split.block_size_m,
-            "seed": self.split.seed, "label_crs": self.label_crs, "out": self.out,
+            "seed": self.split.seed, "label_crs": self.label_crs,
+            "min_valid": self.min_valid, "out": self.out,
             "plots": self.plots,
         }
 

@@ -18,12 +18,20 @@ import numpy as np
 
 from eoembed.errors import SpecError
 from eoembed.grid import Grid
+from eoembed.writers.netcdf import CELL_VALID
 
 if TYPE_CHECKING:
     import xarray as xr
     from shapely.geometry.base import BaseGeometry
 
-__all__ = ["Embeddings", "RegionGrid", "embedder_info", "load_embeddings", "region_grid"]
+__all__ = [
+    "Embeddings",
+    "RegionGrid",
+    "embedder_info",
+    "has_imagery",
+    "load_embeddings",
+    "region_grid",
+]
 
 
 @dataclass
@@ -33,6 +41,8 @@ class RegionGrid:
     id: str
     values: np.ndarray
     grid: Grid
+    cell_valid: np.ndarray | None = None
+    """``(h, w)``: each cell's share of input pixels that held imagery; None: not recorded."""
 
     @property
     def footprint(self) -> BaseGeometry:
@@ -66,7 +76,10 @@ def region_grid(region_id: str, data: xr.DataArray | xr.Dataset) -> RegionGrid:
     values = np.asarray(da.transpose("dim", "y", "x").values, dtype=np.float32)
     grid = Grid(crs.to_string(), float(t.c), float(t.f), float(t.a), values.shape[2],
                 values.shape[1])
-    return RegionGrid(region_id, values, grid)
+    cell_valid = None
+    if hasattr(data, "data_vars") and CELL_VALID in data.data_vars:
+        cell_valid = np.asarray(data[CELL_VALID].transpose("y", "x").values, dtype=np.float32)
+    return RegionGrid(region_id, values, grid, cell_valid)
 
 
 @dataclass
@@ -98,10 +111,55 @@ class Embeddings:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.asarray(v, dtype=np.float32) for v in self.data["embedding"]])
 
+    def valid_fractions(self) -> dict[str, float | None]:
+        """Each region's share of input pixels that held imagery (``None``: not recorded).
+
+        The export records it per region (``valid_fraction``: a pooled row's column, a grid
+        region's attribute); 0 means the model saw only fill values (past a scene's edge).
+        """
+        if self.mode == "pooled":
+            frame = self.data
+            values = frame["valid_fraction"] if "valid_fraction" in frame else [None] * len(frame)
+            return {str(i): _fraction(v) for i, v in zip(frame["id"], values, strict=True)}
+        return {name: _fraction(child.attrs.get("valid_fraction"))
+                for name, child in self.data.children.items()}
+
     def grids(self) -> list[RegionGrid]:
         """Grid embeddings, one per region, sorted by id."""
         return [region_grid(name, child.to_dataset())
                 for name, child in sorted(self.data.children.items())]
+
+
+def _fraction(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) else number
+
+
+def has_imagery(fraction: float | None, min_valid: float = 0.0) -> bool:
+    """Whether a sample with ``fraction`` valid input pixels may be trained on or mapped.
+
+    More than none is always needed; ``min_valid`` asks for at least that share. A fraction
+    the export did not record counts as valid.
+    """
+    return fraction is None or (fraction > 0.0 and fraction >= min_valid)
+
+
+def cell_imagery(region: RegionGrid, fraction: float | None, min_valid: float = 0.0
+                 ) -> np.ndarray:
+    """``(h, w)`` bool: the cells of ``region`` with imagery (:func:`has_imagery`).
+
+    Per cell where the export recorded ``cell_valid_fraction``, else the region's own
+    ``fraction`` for every cell.
+    """
+    shape = region.values.shape[1:]
+    if not has_imagery(fraction, min_valid):
+        return np.zeros(shape, dtype=bool)
+    if region.cell_valid is None:
+        return np.ones(shape, dtype=bool)
+    return np.asarray((region.cell_valid > 0) & (region.cell_valid >= min_valid), dtype=bool)
 
 
 def embedder_info(model: str, request: dict[str, Any], source: str | None = None) -> dict[str, Any]:

@@ -154,7 +154,8 @@ def _raster(path: Path) -> RasterLabels:
 
 
 def read_labels(
-    path: str | Path, *, value: str | None = "value", crs: str = "EPSG:4326"
+    path: str | Path, *, value: str | None = "value", crs: str = "EPSG:4326",
+    extra: tuple[str, ...] = (),
 ) -> VectorLabels | RasterLabels:
     """Read a label file (see the module docstring for formats).
 
@@ -162,6 +163,7 @@ def read_labels(
         path: the file.
         value: the column holding the labels (vector files); ignored for rasters.
         crs: the CRS of a CSV's lon/lat columns (other files declare their own).
+        extra: other columns to carry along under their own names (e.g. a split column).
 
     Raises:
         SpecError: a missing or unreadable file, no value column, mixed or unsupported
@@ -177,6 +179,9 @@ def read_labels(
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     if value is None or value not in frame.columns:
         raise SpecError("value", value, allowed=columns, reason=f"not a column of {path}")
+    for name in extra:
+        if name not in frame.columns:
+            raise SpecError("column", name, allowed=columns, reason=f"not a column of {path}")
     if frame.crs is None:
         frame = frame.set_crs("EPSG:4326")  # GeoJSON without a crs member is CRS84
     frame = frame.to_crs("EPSG:4326")
@@ -199,6 +204,7 @@ def read_labels(
                         allowed="points, or polygons (not both)")
     import geopandas as gpd
 
-    out = gpd.GeoDataFrame({"value": frame[value].to_numpy()},
+    columns_kept = {name: frame[name].to_numpy() for name in extra if name != "value"}
+    out = gpd.GeoDataFrame({"value": frame[value].to_numpy(), **columns_kept},
                            geometry=frame.geometry.to_numpy(), crs="EPSG:4326")
     return VectorLabels(out.reset_index(drop=True), str(path), value, kind, dropped)

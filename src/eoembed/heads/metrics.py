@@ -1,8 +1,9 @@
 """Metrics in numpy, defined as scikit-learn defines them (the tests check they agree).
 
 Regression: R2, RMSE, MAE. Classification: accuracy, macro F1 (over every class that occurs
-in the truth or the prediction). Segmentation: per-class IoU, mIoU (mean over the classes that
-occur in the truth or the prediction) and pixel accuracy. Every function returns plain JSON
+in the truth or the prediction), per-class precision, recall, F1 and IoU, and mIoU.
+Segmentation: per-class IoU, mIoU (mean over the classes that occur in the truth or the
+prediction) and pixel accuracy, with the same per-class precision, recall and F1. Every function returns plain JSON
 types, so a result goes straight into ``metrics.json``.
 """
 
@@ -60,18 +61,41 @@ def _labels(y_true: np.ndarray, y_pred: np.ndarray) -> list[Any]:
     return sorted(seen)
 
 
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b``, 0 where ``b`` is 0 (scikit-learn's ``zero_division=0``)."""
+    out: np.ndarray = np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+    return out
+
+
+def _per_class(cm: np.ndarray, labels: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and IoU of every class, from a confusion matrix."""
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    actual = cm.sum(axis=1).astype(np.float64)
+    table = {
+        "per_class_precision": _ratio(tp, predicted),
+        "per_class_recall": _ratio(tp, actual),
+        "per_class_f1": _ratio(2 * tp, predicted + actual),
+        "per_class_iou": _ratio(tp, predicted + actual - tp),
+    }
+    return {name: {str(c): float(v) for c, v in zip(labels, values, strict=True)}
+            for name, values in table.items()}
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """``accuracy``, ``macro_f1`` and ``per_class_f1``, with the confusion matrix."""
+    """``accuracy``, ``macro_f1``, ``miou`` and per-class scores, with the confusion matrix."""
     labels = _labels(y_true, y_pred)
     cm = confusion(y_true, y_pred, labels)
     tp = np.diag(cm).astype(np.float64)
-    denominator = cm.sum(axis=0) + cm.sum(axis=1)
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    per_class = _per_class(cm, labels)
+    f1 = np.array(list(per_class["per_class_f1"].values()))
+    iou = np.array(list(per_class["per_class_iou"].values()))
     total = int(cm.sum())
     return {
         "accuracy": float(tp.sum() / total) if total else float("nan"),
         "macro_f1": float(f1.mean()) if len(f1) else float("nan"),
-        "per_class_f1": {str(c): float(v) for c, v in zip(labels, f1, strict=True)},
+        "miou": float(iou.mean()) if len(iou) else float("nan"),
+        **per_class,
         "labels": labels,
         "confusion": cm.tolist(),
         "n": total,
@@ -88,12 +112,12 @@ def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, An
     labels = _labels(y_true, y_pred)
     cm = confusion(y_true, y_pred, labels)
     tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
-    iou = np.divide(tp, union, out=np.zeros_like(tp), where=union > 0)
+    per_class = _per_class(cm, labels)
+    iou = np.array(list(per_class["per_class_iou"].values()))
     total = int(cm.sum())
     return {
         "miou": float(iou.mean()) if len(iou) else float("nan"),
-        "per_class_iou": {str(c): float(v) for c, v in zip(labels, iou, strict=True)},
+        **per_class,
         "pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
         "labels": labels,
         "confusion": cm.tolist(),

@@ -97,6 +97,8 @@ class _Fetched:
     seconds: float = 0.0
     frame_dates: tuple[dt.date | None, ...] = ()
     """A time series' per-frame dates (acquisition day or bin middle); empty for a composite."""
+    valid: np.ndarray | None = None
+    """``(y, x)`` bool: input pixels with a clear observation (any frame); None: unknown."""
 
 
 @dataclass
@@ -306,10 +308,31 @@ def _fetch(
         # A series lists its scenes per frame; records list them flat (each scene is in one).
         attrs["scene_ids"] = [s for frame in attrs.get("scene_ids", ()) for s in frame]
         attrs["scene_times"] = [t for frame in attrs.get("scene_times", ()) for t in frame]
+    valid = None
+    if "clear_count" in patch.coords:
+        count = np.asarray(patch.coords["clear_count"].values)
+        valid = np.asarray((count > 0).any(axis=0) if count.ndim == 3 else count > 0)
     return _Fetched(
         task, pixels=pixels, attrs=attrs, footprint=bytes(footprint),
         attempts=tried.attempts, seconds=time.perf_counter() - t0, frame_dates=dates,
+        valid=valid,
     )
+
+
+def cell_valid_fraction(valid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Share of valid input pixels under each of ``height`` x ``width`` output cells.
+
+    Cells tile the input as :meth:`Grid.coarsen` does (factors need not be integers); each
+    input pixel counts towards the cell its centre falls in.
+    """
+    rows = ((np.arange(valid.shape[0]) + 0.5) * height / valid.shape[0]).astype(np.int64)
+    cols = ((np.arange(valid.shape[1]) + 0.5) * width / valid.shape[1]).astype(np.int64)
+    cell = rows[:, None] * width + cols[None, :]
+    total = np.bincount(cell.ravel(), minlength=height * width)
+    good = np.bincount(cell.ravel(), weights=valid.ravel().astype(np.float64),
+                       minlength=height * width)
+    fraction = np.divide(good, total, out=np.zeros(height * width), where=total > 0)
+    return fraction.reshape(height, width).astype(np.float32)
 
 
 class _ModelStage:
@@ -404,6 +427,10 @@ class _ModelStage:
             fingerprint=item.job.fingerprint,
             scale=scale,
             valid_fraction=fetched.attrs.get("valid_fraction"),
+            cell_valid_fraction=(
+                cell_valid_fraction(fetched.valid, values.shape[1], values.shape[2])
+                if values.ndim == 3 and fetched.valid is not None else None
+            ),
             scene_times=tuple(fetched.attrs.get("scene_times", ())),
             frame_dates=tuple(d.isoformat() if d else None for d in fetched.frame_dates),
         )

@@ -24,7 +24,7 @@ import numpy as np
 from eoembed.arrays import BandsLike, UnitLike, resolve_bands, to_harmonised_dn
 from eoembed.bands import BandInfo, sensor_bands
 from eoembed.errors import CapabilityError, ProviderError, SpecError
-from eoembed.grid import Grid
+from eoembed.grid import Grid, NativeGrid
 from eoembed.providers.base import CollectionInfo
 from eoembed.specs.spatial import SpatialSpec, _canonical_crs
 
@@ -87,8 +87,8 @@ class ChipSpec(SpatialSpec):
         """The chip's own CRS."""
         return self.crs
 
-    def _grid(self, scale_m: float) -> Grid:
-        """The chip's own grid, whatever ``scale_m``: chips are never resampled."""
+    def _grid(self, scale_m: float, native: NativeGrid | None = None) -> Grid:
+        """The chip's own grid, whatever ``scale_m`` and anchor: chips are never resampled."""
         return self.chip_grid
 
 

@@ -100,6 +100,9 @@ class EmbeddingRecord:
     scale: np.ndarray | None = None
     """int8 only: dequantise as ``values * scale`` (pooled: shape ``()``, grid: ``(dim,)``)."""
     valid_fraction: float | None = None
+    cell_valid_fraction: np.ndarray | None = None
+    """Grid mode: float32 ``(h, w)``, each cell's share of input pixels holding imagery (0
+    past a scene's edge, where the model saw only fill values); None when unknown."""
     scene_times: tuple[dict[str, Any], ...] = ()
     frame_dates: tuple[str | None, ...] = ()
     """A time series input (``frames=N``): each frame's date given to the model (acquisition

@@ -3,7 +3,9 @@
 Each file holds ``embedding`` ``(dim, y, x)`` with ``x``/``y`` cell-centre coordinates and a
 ``spatial_ref`` grid-mapping variable (``grid_mapping_name``, ``crs_wkt``, ``spatial_ref``,
 ``GeoTransform``: the attributes rioxarray and GDAL write and read). Quantised files hold int8
-``embedding`` (``_FillValue`` -128) and float32 ``embedding_scale`` ``(dim,)``. Global
+``embedding`` (``_FillValue`` -128) and float32 ``embedding_scale`` ``(dim,)``. Where the
+provider counted clear observations, float32 ``cell_valid_fraction`` ``(y, x)`` holds each
+cell's share of input pixels with imagery (0 past a scene's edge). Global
 attributes: the record's metadata, the ``emb:`` fields and the export schema (``eoembed``,
 JSON), so a single file describes itself.
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from eoembed.grid import Grid
 
 __all__ = [
+    "CELL_VALID",
     "EMBEDDING",
     "SCALE",
     "NetCDFWriter",
@@ -52,6 +55,8 @@ EMBEDDING = "embedding"
 """Name of the ``(dim, y, x)`` data variable in every grid format."""
 SCALE = "embedding_scale"
 """Name of the per-channel int8 scale variable ``(dim,)``."""
+CELL_VALID = "cell_valid_fraction"
+"""Name of the ``(y, x)`` variable: each cell's share of input pixels holding imagery."""
 
 
 def cf_dataset(
@@ -59,8 +64,12 @@ def cf_dataset(
     grid: Grid,
     attrs: Mapping[str, Any],
     scale: np.ndarray | None = None,
+    cell_valid: np.ndarray | None = None,
 ) -> xr.Dataset:
     """A georeferenced ``(dim, y, x)`` Dataset in CF-1.8 form.
+
+    ``cell_valid`` (each cell's share of input pixels holding imagery) is stored as the
+    ``(y, x)`` variable :data:`CELL_VALID`, so maps can leave cells without imagery blank.
 
     The CRS goes in a ``spatial_ref`` variable named by the data's ``grid_mapping`` and by its
     ``coordinates`` attribute, so plain ``xr.open_dataset``/``open_zarr`` decode it as a
@@ -90,6 +99,12 @@ def cf_dataset(
             np.asarray(scale, dtype=np.float32),
             dims=("dim",),
             attrs={"long_name": "int8 dequantisation scale per dim"},
+        )
+    if cell_valid is not None:
+        ds[CELL_VALID] = xr.DataArray(
+            np.asarray(cell_valid, dtype=np.float32), dims=("y", "x"),
+            attrs={"long_name": "share of the cell's input pixels holding imagery",
+                   "units": "1"},
         )
     ds.attrs.update(attrs)
     ds.attrs["Conventions"] = "CF-1.8"
@@ -143,7 +158,8 @@ class NetCDFWriter(Writer):
     def _write_one(self, record: EmbeddingRecord, tmp: Path) -> None:
         assert record.output_grid is not None  # checked by prepare()
         attrs = flat_attrs(file_attrs(record, self.schema))
-        ds = cf_dataset(record.values, record.output_grid, attrs, record.scale)
+        ds = cf_dataset(record.values, record.output_grid, attrs, record.scale,
+                        record.cell_valid_fraction)
         # Added to the variable's encoding: an ``encoding=`` argument would replace it, and
         # with it ``grid_mapping`` (rioxarray keeps it there), losing the CRS for GDAL.
         ds[EMBEDDING].encoding.update(zlib=True, complevel=4, shuffle=True)

@@ -14,7 +14,8 @@ Pooled, one ``part-<seq>-<shortid>.npz`` per write:
 
 Grid, one ``<id>.npz`` per record:
     ``embedding`` (dim, h, w); ``embedding_scale`` (dim,) when int8; ``transform`` (6,) rasterio
-    order; ``crs``; ``x``/``y`` cell centres; ``metadata``: JSON (record, ``emb:``, schema).
+    order; ``crs``; ``x``/``y`` cell centres; ``metadata``: JSON (record, ``emb:``, schema);
+    ``cell_valid_fraction`` (h, w) when the provider counted clear observations.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from eoembed.writers.base import (
     schema_metadata,
     stac_embedding_fields,
 )
-from eoembed.writers.netcdf import cf_dataset, dequantize_dataset, file_attrs, grid_tree
+from eoembed.writers.netcdf import (
+    CELL_VALID,
+    cf_dataset,
+    dequantize_dataset,
+    file_attrs,
+    grid_tree,
+)
 from eoembed.writers.quantize import dequantize as dequantize_values
 
 if TYPE_CHECKING:
@@ -108,6 +115,8 @@ class NpzWriter(Writer):
         }
         if record.scale is not None:
             arrays["embedding_scale"] = np.asarray(record.scale, dtype=np.float32)
+        if record.cell_valid_fraction is not None:
+            arrays[CELL_VALID] = np.asarray(record.cell_valid_fraction, dtype=np.float32)
         _save(tmp, arrays)
 
     @classmethod
@@ -190,9 +199,11 @@ def _load_grids(directory: Path, names: list[str], dequantize: bool) -> xr.DataT
             height, width = values.shape[1:]
             grid = Grid(str(npz["crs"]), float(t[2]), float(t[5]), float(t[0]), width, height)
             scale = npz.get("embedding_scale")
+            cell_valid = npz.get(CELL_VALID)
             meta = json.loads(str(npz["metadata"]))
         root = root or {"eoembed": meta.pop("eoembed", None)}
         meta.pop("eoembed", None)
-        ds = cf_dataset(values, grid, {k: v for k, v in meta.items() if v is not None}, scale)
+        ds = cf_dataset(values, grid, {k: v for k, v in meta.items() if v is not None}, scale,
+                        cell_valid)
         datasets[name.removesuffix(".npz")] = dequantize_dataset(ds) if dequantize else ds
     return grid_tree(datasets, root)

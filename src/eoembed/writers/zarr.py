@@ -90,7 +90,8 @@ class ZarrWriter(Writer):
 
     def _write_one(self, record: EmbeddingRecord, tmp: Path) -> None:
         assert record.output_grid is not None  # checked by prepare()
-        ds = cf_dataset(record.values, record.output_grid, record_metadata(record), record.scale)
+        ds = cf_dataset(record.values, record.output_grid, record_metadata(record), record.scale,
+                        record.cell_valid_fraction)
         ds.to_zarr(tmp, zarr_format=3, mode="w-", consolidated=False)
 
     def close(self) -> None:
