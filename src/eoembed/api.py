@@ -19,7 +19,11 @@ import numpy as np
 
 from eoembed._version import __version__
 from eoembed.embedders.context import SampleContext
-from eoembed.embedders.registry import describe_model, embedder_class, list_models
+from eoembed.embedders.registry import (
+    describe_model,
+    embedder_class_for,
+    list_models,
+)
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError, ModelArgumentError, SpecError
 from eoembed.grid import Grid
@@ -121,7 +125,8 @@ def check_models(
     """
     from eoembed.embedders.base import resolve_device
 
-    options = {m: embedder_class(m).Options.parse(m, dict(args)) for m, args in model_args.items()}
+    options = {m: embedder_class_for(m, args).Options.parse(m, dict(args))
+               for m, args in model_args.items()}
     resolve_device(device)
     return options
 
@@ -158,7 +163,9 @@ def cached_embedder(
     if key in _EMBEDDER_CACHE:
         _EMBEDDER_CACHE.move_to_end(key)
         return _EMBEDDER_CACHE[key]
-    embedder = embedder_class(model)(device=device, batch_size=batch_size, **model_args)
+    embedder = embedder_class_for(model, model_args)(
+        device=device, batch_size=batch_size, **model_args
+    )
     _EMBEDDER_CACHE[key] = embedder
     while len(_EMBEDDER_CACHE) > _EMBEDDER_CACHE_SIZE:
         _EMBEDDER_CACHE.popitem(last=False)
@@ -291,7 +298,7 @@ def get_embeddings_batch(
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise SpecError(name, count, allowed="a whole number >= 1")
     regions = [as_spatial(s) for s in spatials]
-    card = describe_model(model)
+    card = describe_model(model, **model_args)  # dynamic ids: the arguments shape the contract
     if output.mode not in card.outputs:
         raise CapabilityError(
             f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"

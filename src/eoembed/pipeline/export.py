@@ -245,7 +245,7 @@ def export_batch(
         if unknown:
             raise SpecError(f"{name} key", unknown[0], allowed=model_ids)
     source = get_provider(provider)
-    cards = {m: describe_model(m) for m in model_ids}
+    cards = {m: describe_model(m, **model_args.get(m, {})) for m in model_ids}
     for model_id, card in cards.items():
         if output.mode not in card.outputs:
             raise CapabilityError(
