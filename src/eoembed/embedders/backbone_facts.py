@@ -199,7 +199,8 @@ def _torchgeo_facts(name: str) -> BackboneFacts:
         )
     base = _timm_facts(arch)
     in_chans = int(meta["in_chans"])
-    names = [s2_band_name(str(b)) for b in meta.get("bands", [])]
+    # Only Sentinel-2 weights name Sentinel-2 bands (Landsat's "B1".."B7" are other bands).
+    names = [s2_band_name(str(b)) for b in meta.get("bands", [])] if "SENTINEL2" in name else []
     bands = tuple(b for b in names if b) if names and all(names) else None
     mean = std = None
     unit = None
