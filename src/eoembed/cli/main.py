@@ -188,7 +188,7 @@ def models_command(
         table.add_row(
             card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
             _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
-            _download_text(card.weights and cached_weights_path(card.weights), card),
+            _download_text(card, cached_weights_path(card.weights) if card.weights else None),
         )
     console = _console()
     console.print(table)
@@ -197,7 +197,7 @@ def models_command(
                   soft_wrap=True, highlight=False)
 
 
-def _download_text(cached: Path | None, card: ModelCard) -> str:
+def _download_text(card: ModelCard, cached: Path | None) -> str:
     """``none`` (no weights), ``cached (12.3 MB)`` or ``yes`` (the first use downloads)."""
     if card.weights is None:
         return "none"

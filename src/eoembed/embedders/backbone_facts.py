@@ -167,7 +167,7 @@ def _torchgeo_members() -> list[str]:
 
 
 def _normalize_constants(transforms: Any) -> tuple[list[float], list[float]] | None:
-    """mean and std of the ``Normalize`` among a TorchGeo weight's transforms."""
+    """Mean and std of the ``Normalize`` among a TorchGeo weight's transforms."""
     modules = transforms.modules() if hasattr(transforms, "modules") else []
     for module in modules:
         if type(module).__name__ == "Normalize" and hasattr(module, "mean"):
@@ -210,7 +210,7 @@ def _torchgeo_facts(name: str) -> BackboneFacts:
         mean = tuple(m * in_chans if len(m) == 1 else m)
         std = tuple(s * in_chans if len(s) == 1 else s)
         unit = "dn"
-    l1c = bands is not None and "B10" in bands or "SSL4EO-S12" in str(meta.get("dataset", ""))
+    l1c = (bands is not None and "B10" in bands) or "SSL4EO-S12" in str(meta.get("dataset", ""))
     url = str(weights.url)
     source = (WeightsSource.from_hub_url(url, "see TorchGeo") if "/resolve/" in url
               else None)

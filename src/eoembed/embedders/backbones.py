@@ -110,7 +110,9 @@ def _missing(model_id: str, arg: str, why: str) -> ModelArgumentError:
 def _resolve_bands(model_id: str, facts: BackboneFacts, opts: BackboneOptions) -> tuple[str, ...]:
     """The Sentinel-2 bands, in model order: the user's, the library's, or a preset."""
     given = opts.bands
-    if isinstance(given, int) and not isinstance(given, bool):
+    if isinstance(given, bool):
+        raise ModelArgumentError(f"model {model_id!r} argument bands={given!r} names no bands")
+    if isinstance(given, int):
         if given not in BAND_PRESETS:
             raise ModelArgumentError(
                 f"model {model_id!r} argument bands={given}: no preset for {given} bands "
@@ -336,7 +338,6 @@ class BackboneTerraTorch(TorchEmbedder):
     options: BackboneOptions
     builder: ClassVar[str]
     prithvi: ClassVar[bool] = False
-    ignored_keys: ClassVar[tuple[str, ...]] = ("fc.", "resnet_model.fc.")
 
     def locate_weights(self) -> tuple[Path | None, dict[str, Any]]:
         """Random unless asked (see :func:`backbone_weights`)."""
@@ -354,14 +355,20 @@ class BackboneTerraTorch(TorchEmbedder):
         return model
 
     def convert_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Add the wrapper's key prefix (``resnet_model.``) to a bare network's checkpoint."""
-        keys = list(self.model.state_dict())
-        prefix = keys[0].split(".", 1)[0] + "." if keys else ""
-        if prefix and all(k.startswith(prefix) for k in keys) and not any(
+        """A bare network's checkpoint in the wrapper's keys (``resnet_model.``).
+
+        TerraTorch's wrappers keep the classifier ``fc``, which no output uses; a checkpoint
+        without one (TorchGeo's SSL releases) leaves it as built.
+        """
+        own = self.model.state_dict()
+        prefix = next(iter(own), "").split(".", 1)[0] + "."
+        if prefix != "." and all(k.startswith(prefix) for k in own) and not any(
             k.startswith(prefix) for k in state
         ):
-            return {prefix + k: v for k, v in state.items()}
-        return state
+            state = {prefix + k: v for k, v in state.items()}
+        unused = {k: v for k, v in own.items()
+                  if k.endswith(("fc.weight", "fc.bias")) and k not in state}
+        return {**state, **unused}
 
     def _last(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)

@@ -143,7 +143,6 @@ class TorchEmbedder(Embedder):
         Torch's process-wide settings are restored afterwards: adapters import their
         packages and vendored code here, and some of those change them.
         """
-        card = self.card
         self._precision_lock = threading.Lock()
         self._modes: dict[str, str] = {}
         # How forward passes run, per output mode (and under "auto" the first batch's trial).
