@@ -19,7 +19,11 @@ import numpy as np
 
 from eoembed._version import __version__
 from eoembed.embedders.context import SampleContext
-from eoembed.embedders.registry import describe_model, embedder_class, list_models
+from eoembed.embedders.registry import (
+    describe_model,
+    embedder_class_for,
+    list_models,
+)
 from eoembed.embedding import Embedding
 from eoembed.errors import CapabilityError, ModelArgumentError, SpecError
 from eoembed.grid import Grid
@@ -197,7 +201,8 @@ def input_bands(
 
 def option_bands(model: str, model_args: Mapping[str, Any]) -> tuple[str, ...]:
     """Bands a model's options ask to read instead of its card's (mosaiks ``bands=``)."""
-    return embedder_class(model).Options.parse(model, dict(model_args)).read_bands()
+    cls = embedder_class_for(model, model_args)
+    return cls.Options.parse(model, dict(model_args)).read_bands()
 
 
 def check_types(temporal: Any, output: Any, sensor: Any) -> None:
@@ -249,7 +254,8 @@ def check_models(
     """
     from eoembed.embedders.base import resolve_device
 
-    options = {m: embedder_class(m).Options.parse(m, dict(args)) for m, args in model_args.items()}
+    options = {m: embedder_class_for(m, args).Options.parse(m, dict(args))
+               for m, args in model_args.items()}
     resolve_device(device)
     return options
 
@@ -299,7 +305,9 @@ def cached_embedder(
     if key in _EMBEDDER_CACHE:
         _EMBEDDER_CACHE.move_to_end(key)
         return _EMBEDDER_CACHE[key]
-    embedder = embedder_class(model)(device=device, batch_size=batch_size, **model_args)
+    embedder = embedder_class_for(model, model_args)(
+        device=device, batch_size=batch_size, **model_args
+    )
     _EMBEDDER_CACHE[key] = embedder
     while len(_EMBEDDER_CACHE) > _EMBEDDER_CACHE_SIZE:
         _EMBEDDER_CACHE.popitem(last=False)
@@ -432,7 +440,7 @@ def get_embeddings_batch(
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise SpecError(name, count, allowed="a whole number >= 1")
     regions = [as_spatial(s) for s in spatials]
-    card = describe_model(model)
+    card = describe_model(model, **model_args)  # dynamic ids: the arguments shape the contract
     if output.mode not in card.outputs:
         raise CapabilityError(
             f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"

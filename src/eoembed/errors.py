@@ -92,11 +92,16 @@ class UnknownProviderError(EoembedError, ValueError):
 
 
 class UnknownModelError(EoembedError, ValueError):
-    """A model id that is not registered."""
+    """A model id that is not registered; ``close`` lists the nearest known names."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
+    def __init__(
+        self, name: str, known: Iterable[str] | str, close: Iterable[str] = ()
+    ) -> None:
         self.name = name
-        super().__init__(f"unknown model {name!r}{_allowed_text(sorted(known))}")
+        self.close = tuple(close)
+        hint = f"; did you mean {', '.join(map(repr, self.close))}?" if self.close else ""
+        allowed = known if isinstance(known, str) else sorted(known)
+        super().__init__(f"unknown model {name!r}{hint}{_allowed_text(allowed)}")
 
 
 class UnknownFormatError(EoembedError, ValueError):

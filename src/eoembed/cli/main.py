@@ -170,8 +170,15 @@ def models_command(
         bool, typer.Option("--markdown", help="Print the docs' markdown table instead.")
     ] = False,
 ) -> None:
-    """List the registered models: family, embedding size, outputs, bands and GSD."""
+    """List the registered models: family, embedding size, outputs, bands, GSD, download.
+
+    "download" says what the first use fetches: none (no weights), cached (already in the
+    local cache, with its size) or yes. Any timm, TorchGeo or TerraTorch backbone also works
+    by a single string: timm:<name>, torchgeo:<WeightsEnum.MEMBER>, terratorch:<backbone>
+    (random weights unless pretrained=true or weights= is given; see `eoembed describe`).
+    """
     from eoembed.embedders import describe_model, list_models
+    from eoembed.embedders.weights import cached_weights_path
 
     if markdown:
         from eoembed.embedders.model_table import markdown_table
@@ -180,7 +187,7 @@ def models_command(
         return
 
     table = Table(
-        "id", "family", "dim", "outputs", "bands", "GSD", "sensors",
+        "id", "family", "dim", "outputs", "bands", "GSD", "sensors", "download",
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
     )
     table.columns[0].no_wrap = True
@@ -191,8 +198,22 @@ def models_command(
             card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
             _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
             "any" if card.input.band_rule == "any" else str(len(card.input.accepted_sensors())),
+            _download_text(card, cached_weights_path(card.weights) if card.weights else None),
         )
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    console.print("Also: timm:<name>, torchgeo:<WeightsEnum.MEMBER>, terratorch:<backbone> "
+                  "(e.g. timm:resnet18 --arg bands=B04,B03,B02); see `eoembed models --help`.",
+                  soft_wrap=True, highlight=False)
+
+
+def _download_text(card: ModelCard, cached: Path | None) -> str:
+    """``none`` (no weights), ``cached (12.3 MB)`` or ``yes`` (the first use downloads)."""
+    if card.weights is None:
+        return "none"
+    if cached is None:
+        return "yes"
+    return f"cached ({cached.stat().st_size / 1e6:.1f} MB)"
 
 
 def _card_table(card: ModelCard) -> Table:

@@ -6,7 +6,9 @@ imports no deep-learning framework.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,18 @@ if TYPE_CHECKING:
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
 
-__all__ = ["describe_model", "get_embedder", "list_models", "register_model"]
+__all__ = [
+    "DYNAMIC_PREFIXES",
+    "describe_model",
+    "embedder_class",
+    "embedder_class_for",
+    "get_embedder",
+    "list_models",
+    "register_model",
+]
+
+DYNAMIC_PREFIXES = ("timm", "torchgeo", "terratorch")
+"""``<prefix>:<name>`` ids name a library's backbone (:mod:`eoembed.embedders.backbones`)."""
 
 _MODELS: dict[str, str] = {
     "mosaiks": "eoembed.embedders.mosaiks:Mosaiks",
@@ -113,19 +126,39 @@ def list_models() -> list[str]:
 
 @cache
 def embedder_class(model_id: str) -> type[Embedder]:
-    """The Embedder class registered under ``model_id``."""
+    """The Embedder class of ``model_id`` (a dynamic id: with its library's defaults)."""
+    return embedder_class_for(model_id, {})
+
+
+def embedder_class_for(model_id: str, model_args: Mapping[str, Any]) -> type[Embedder]:
+    """The Embedder class of ``model_id`` given its arguments.
+
+    Registered ids ignore the arguments here; for dynamic ids (``timm:resnet18``) they
+    complete the input contract (``bands=``, ``mean=``, ...), which the class's card holds.
+    """
+    prefix, sep, _ = model_id.partition(":")
+    if sep and prefix in DYNAMIC_PREFIXES:
+        from eoembed.embedders.backbones import backbone_class
+
+        return backbone_class(model_id, model_args)
     if model_id not in _MODELS:
-        raise UnknownModelError(model_id, _MODELS)
+        known = [*_MODELS, *(f"{p}:" for p in DYNAMIC_PREFIXES)]
+        raise UnknownModelError(
+            model_id, [*_MODELS, *(f"{p}:<name>" for p in DYNAMIC_PREFIXES)],
+            close=difflib.get_close_matches(model_id, known, n=3),
+        )
     module, _, name = _MODELS[model_id].partition(":")
     cls: type[Embedder] = getattr(importlib.import_module(module), name)
     return cls
 
 
-def describe_model(model_id: str) -> ModelCard:
-    """The model card of ``model_id``."""
+def describe_model(model_id: str, **model_args: Any) -> ModelCard:
+    """The model card of ``model_id`` (for a dynamic id, with these contract arguments)."""
+    if model_args:
+        return embedder_class_for(model_id, model_args).card
     return embedder_class(model_id).card
 
 
 def get_embedder(model_id: str, *, device: str = "auto", **model_args: Any) -> Embedder:
     """Build the embedder ``model_id`` (loads its weights)."""
-    return embedder_class(model_id)(device=device, **model_args)
+    return embedder_class_for(model_id, model_args)(device=device, **model_args)

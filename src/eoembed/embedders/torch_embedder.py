@@ -143,7 +143,6 @@ class TorchEmbedder(Embedder):
         Torch's process-wide settings are restored afterwards: adapters import their
         packages and vendored code here, and some of those change them.
         """
-        card = self.card
         self._precision_lock = threading.Lock()
         self._modes: dict[str, str] = {}
         # How forward passes run, per output mode (and under "auto" the first batch's trial).
@@ -156,12 +155,16 @@ class TorchEmbedder(Embedder):
             )
         with preserved_torch_state():
             self.model: Any = self.create_model()
-            path, self.weights_meta = resolve_weights(card.id, card.weights, self.options.weights)
+            path, self.weights_meta = self.locate_weights()
             if path is not None:
                 self.load_checkpoint(path)
             self.model.eval().to(self.device)
             if self.options.channels_last:
                 self.model.to(memory_format=import_torch().channels_last)
+
+    def locate_weights(self) -> tuple[Path | None, dict[str, Any]]:
+        """The checkpoint to load (``None``: keep the random initialisation) and its record."""
+        return resolve_weights(self.card.id, self.card.weights, self.options.weights)
 
     def load_checkpoint(self, path: Path) -> None:
         """Load ``path`` into ``self.model``; any key mismatch is an error naming the keys."""

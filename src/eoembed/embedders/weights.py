@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from eoembed.embedders.card import WeightsSource
 
 __all__ = [
+    "cached_weights_path",
     "download_weights",
     "fetch_companion",
     "file_sha256",
@@ -166,6 +167,23 @@ def url_cache_path(source: WeightsSource) -> Path:
     """Where ``source``'s file is cached: keyed by its URL, under its own file name."""
     key = hashlib.sha256(source.download_url.encode()).hexdigest()[:16]
     return weights_cache_dir() / key / Path(source.filename).name
+
+
+def cached_weights_path(source: WeightsSource) -> Path | None:
+    """The local copy of ``source`` if it is already cached (nothing is downloaded or hashed).
+
+    Hub files are looked up with ``huggingface_hub.try_to_load_from_cache`` (its cache and
+    revision layout); URL files in eoembed's own weights cache.
+    """
+    if source.download_url:
+        target = url_cache_path(source)
+        return target if target.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(source.repo_id, source.filename, revision=source.revision)
+    return Path(found) if isinstance(found, str) else None
 
 
 def download_weights(model_id: str, source: WeightsSource, *, command: bool = False) -> Path:

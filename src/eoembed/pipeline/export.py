@@ -261,7 +261,7 @@ def export_batch(
             raise ProviderError(f"chip {bad.name!r} cannot be read: {bad.error} (pass "
                                 "on_error='continue' to embed the other chips)")
     source = get_provider(provider)
-    cards = {m: describe_model(m) for m in model_ids}
+    cards = {m: describe_model(m, **model_args.get(m, {})) for m in model_ids}
     for model_id, card in cards.items():
         if output.mode not in card.outputs:
             raise CapabilityError(
