@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from eoembed.embedders.base import Embedder
     from eoembed.embedders.card import ModelCard
     from eoembed.embedders.options import EmbedderOptions
-    from eoembed.providers.base import Provider
+    from eoembed.providers.base import CollectionInfo, Provider
 
 __all__ = [
     "cached_embedder",
@@ -75,7 +75,8 @@ def default_sensor(
     first collection it serves with every band the model needs, by name (e.g. an L2A model
     on the L1C sample; ``check_contract`` then warns about the processing level) or else by
     wavelength (a Sentinel-2 model on Landsat: its bands that serve the model's; an ``"any"``
-    model: the collection's bands in the spectral range of its own). With a ``collection``:
+    model: the collection's bands in the spectral range of its own; models of any input size
+    then read them at the collection's native GSD, 30 m for Landsat). With a ``collection``:
     that collection only. ``bands``: names an ``"any"`` model's options ask to read instead
     of its card's.
     """
@@ -97,12 +98,24 @@ def default_sensor(
     by_name = [c for c in [*usable, *served] if needed <= set(served[c].band_names)]
     if by_name or bands:
         return SensorSpec(by_name[0] if by_name else fallback, wanted, gsd)
+
+    def native(info: CollectionInfo, names: Sequence[str]) -> float:
+        """The GSD to read another sensor's bands at.
+
+        Any-size models read them at their own (coarsest) GSD; fixed-size models at the GSD
+        they were trained at.
+        """
+        if card.input.image_size is not None or gsd != card.input.gsd_m:
+            return gsd
+        sizes = [b.gsd_m for b in info.bands if b.name in names and b.gsd_m > 0]
+        return max(sizes) if sizes else gsd
+
     first_error: BandMatchError | None = None
     for name, info in served.items():
         if card.input.band_rule == "any":
             names = overlapping(card.input.bands, info.bands)
             if names:
-                return SensorSpec(name, names, gsd)
+                return SensorSpec(name, names, native(info, names))
             continue
         try:
             match = match_bands(card.input.bands, info.bands, rule=card.input.band_rule,
@@ -110,7 +123,7 @@ def default_sensor(
         except BandMatchError as exc:
             first_error = first_error or exc
             continue
-        return SensorSpec(name, match.unique_source, gsd)
+        return SensorSpec(name, match.unique_source, native(info, match.unique_source))
     if first_error is not None and len(served) == 1:
         raise first_error
     return SensorSpec(fallback, card.input.band_names, card.input.gsd_m)
