@@ -69,6 +69,34 @@ def test_fields_complete_the_models_own_sensor() -> None:
 
 
 @needs_sample
+def test_model_arguments_shape_the_sensor_the_fields_complete(tmp_path: Path,
+                                                               sample_dir: Path) -> None:
+    """A dynamic id's bands and mosaiks ``bands=`` decide the bands the flags complete, and
+    bands alone pick the collection that has them."""
+    timm = sensor_from_fields("timm:resnet18", {"scale_m": 20}, "sample",
+                              {"bands": "B08,B04,B03"})
+    assert timm.bands == ("B08", "B04", "B03") and timm.scale_m == 20
+    mosaiks = sensor_from_fields("mosaiks", {"cloudy_pct": 5}, "sample",
+                                 {"bands": ["B11", "B8A"]})
+    assert mosaiks.bands == ("B11", "B8A") and mosaiks.collection == "sentinel-2-l1c"
+
+    from eoembed.testing import make_stac_catalog
+
+    items = [sample_item(sample_dir, "s2", {b: b for b in MOSAIKS_BANDS}, "sentinel-2-l1c"),
+             sample_item(sample_dir, "ls", LANDSAT_KEYS, "landsat-c2-l2")]
+    provider = f"local:{make_stac_catalog(tmp_path / 'cat', items)}"
+    landsat = sensor_from_fields("mosaiks", {"bands": ["red", "nir08"]}, provider)
+    assert landsat.collection == "landsat-c2-l2" and landsat.bands == ("red", "nir08")
+
+    result = invoke("embed", "--model", "timm:resnet18", "--provider", "sample", *POINT, *WINDOW,
+                    "--arg", "bands=B08,B04,B03", "--scale-m", "20", "--out", tmp_path / "t.json",
+                    "-q")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "t.json").read_text())["meta"]
+    assert meta["sensor"]["bands"] == ["B08", "B04", "B03"] and meta["sensor"]["scale_m"] == 20
+
+
+@needs_sample
 def test_a_collection_alone_reads_its_bands_that_serve_the_model(
     tmp_path: Path, sample_dir: Path
 ) -> None:
@@ -81,7 +109,8 @@ def test_a_collection_alone_reads_its_bands_that_serve_the_model(
     provider = f"local:{make_stac_catalog(tmp_path / 'cat', items)}"
     assert sensor_from_fields("mosaiks", {"scale_m": 30}, provider).collection == "sentinel-2-l1c"
     landsat = sensor_from_fields("mosaiks", {"collection": "landsat-c2-l2"}, provider)
-    assert landsat.bands == ("blue", "green", "red", "nir08") and landsat.scale_m == 10
+    # mosaiks takes any size: Landsat bands at their own 30 m
+    assert landsat.bands == ("blue", "green", "red", "nir08") and landsat.scale_m == 30
     unserved = invoke("embed", *POINT, *WINDOW, "--collection", "landsat-c2-l2")
     assert unserved.exit_code == 2 and "landsat-c2-l2" in unserved.stderr  # not in the sample
 

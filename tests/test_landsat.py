@@ -524,3 +524,18 @@ def test_landsat_collections_carry_oli_tirs_wavelengths() -> None:
                 ref.wavelength_um, ref.bandwidth_um), (cid, band)
     assert KNOWN_STAC_COLLECTIONS[L2].info.unit == KNOWN_STAC_COLLECTIONS[L1].info.unit == (
         HARMONISED_DN)
+
+
+def test_landsat9_thermal_needs_its_own_radiance_scale() -> None:
+    """Landsat 9's TIRS-2 scale is not Landsat 8's: without a declared one, DN as stored."""
+    from eoembed.providers.radiometry import landsat_radiometry
+
+    info = KNOWN_STAC_COLLECTIONS["landsat-c2-l1"].info
+    k1_k2 = {"eoembed:planck_k1_k2": [799.0, 1329.0]}
+    bare = landsat_radiometry(info, {"platform": "landsat-9"}, {"lwir11": k1_k2})["lwir11"]
+    assert bare.unit == "dn" and "Landsat 8" in bare.reason
+    declared = {**k1_k2, "raster:bands": [{"scale": 3.8e-4, "offset": 0.1}]}
+    kelvin = landsat_radiometry(info, {"platform": "landsat-9"}, {"lwir11": declared})["lwir11"]
+    assert kelvin.unit == "K" and kelvin.scale == pytest.approx(3.8e-4)
+    l8 = landsat_radiometry(info, {"platform": "landsat-8"}, {"lwir11": {}})["lwir11"]
+    assert l8.unit == "K" and l8.scale == pytest.approx(3.342e-4)

@@ -49,3 +49,21 @@ def test_auto_stats_lend_the_nearest_default_band_statistics() -> None:
     local = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, device="cpu", bands=bands,
                           stats="input")
     assert not np.allclose(np.asarray(local.data), np.asarray(auto.data), rtol=1e-2)
+
+
+def test_new_options_at_their_defaults_keep_earlier_fingerprints() -> None:
+    """Exports written before ``bands``/``stats``/``mean``/``std`` existed stay current."""
+    from eoembed import SensorSpec
+    from eoembed.pipeline.plan import model_request
+
+    sensor = SensorSpec("sentinel-2-l1c", ("B02", "B03", "B04", "B08"), 10.0)
+
+    def options(**args: object) -> dict:
+        request = model_request(get_embedder("mosaiks", device="cpu", **args), sensor, WINDOW,
+                                OutputSpec.pooled(), "sample", None, "test")
+        return request["options"]
+
+    earlier = {"num_features", "kernel_size", "bias", "seed", "cell_px"}  # before stop 19
+    assert set(options()) == earlier and options() == options(stats="auto", bands=[])
+    assert options(stats="input")["stats"] == "input"
+    assert options(bands=["B04", "B08"])["bands"] == ["B04", "B08"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -78,6 +78,8 @@ class MosaiksOptions(EmbedderOptions):
     """Per-band means for ``stats="fixed"``, in band order (provider units)."""
     std: tuple[float, ...] = ()
     """Per-band standard deviations for ``stats="fixed"``."""
+
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"bands", "stats", "mean", "std"})
 
     def read_bands(self) -> tuple[str, ...]:
         """The ``bands`` option."""

@@ -42,6 +42,9 @@ def _matches(value: Any, hint: Any) -> bool:
 class EmbedderOptions:
     """Base for per-model options; subclasses add typed fields with defaults."""
 
+    ADDED_LATER: typing.ClassVar[frozenset[str]] = frozenset()
+    """Options added after exports were first fingerprinted, whose defaults change nothing."""
+
     @classmethod
     def parse(cls, model_id: str, kwargs: Mapping[str, Any]) -> typing.Self:
         """Build options from keyword arguments, rejecting unknown names and wrong types."""
@@ -87,3 +90,15 @@ class EmbedderOptions:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def request_dict(self) -> dict[str, Any]:
+        """The options as they enter export fingerprints.
+
+        Fields in :attr:`ADDED_LATER` are left out while they hold their default (which gives
+        the numbers earlier versions gave), so adding an option does not mark every earlier
+        export stale.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.to_dict().items()
+                if not (k in self.ADDED_LATER and getattr(self, k) == defaults[k])}
+

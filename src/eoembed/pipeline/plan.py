@@ -69,7 +69,7 @@ def model_request(
     card = embedder.card
     request: dict[str, Any] = {
         "model": card.id,
-        "options": embedder.options.to_dict(),
+        "options": embedder.options.request_dict(),
         "weights": dict(embedder.weights_meta),
         "preprocessing": card.input.request_dict(),
         "sensor": sensor.to_dict(),

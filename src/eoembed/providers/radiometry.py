@@ -242,7 +242,8 @@ L2_TEMPERATURE = (0.00341802, 149.0)
 L1_REFLECTANCE = (2e-5, -0.1)
 """Level-1 (OLI) top-of-atmosphere reflectance before the sun-angle correction."""
 L1_RADIANCE_TIRS = (3.342e-4, 0.1)
-"""Level-1 TIRS radiance ``(scale, offset)`` (W/(m2 sr um)), Landsat 8 and 9."""
+"""Level-1 TIRS radiance ``(scale, offset)`` (W/(m2 sr um)) of Landsat 8; Landsat 9's
+TIRS-2 differs, so its scenes need the MTL's (declared in ``raster:bands``)."""
 PLANCK_K1_K2 = {
     ("landsat-8", "lwir11"): (774.8853, 1321.0789),
     ("landsat-8", "lwir12"): (480.8883, 1201.1442),
@@ -303,6 +304,10 @@ def _landsat_band(
             return Radiometry(reason=f"Level-1 thermal band: no K1/K2 for platform "
                               f"{platform or 'unknown'!r} (MTL file or Landsat 8 needed): "
                               "DN as stored, not kelvin", unit="dn")
+        if platform != "landsat-8" and _declared(fields) == (None, None):
+            return Radiometry(reason=f"Level-1 thermal band of {platform or 'unknown'!r}: no "
+                              "radiance scale declared and the published one is Landsat 8's "
+                              "TIRS: DN as stored, not kelvin", unit="dn")
         scale, offset, why = _scale_offset(fields, L1_RADIANCE_TIRS, "radiance")
         k1, k2 = (float(k) for k in k1_k2)
         return Radiometry(scale, offset, f"{why}; brightness temperature K2/ln(K1/L+1), "
