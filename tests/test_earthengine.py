@@ -185,6 +185,8 @@ class FakeEarthEngine:
         self.delay = 0.0
         self.in_flight = 0
         self.peak = 0
+        self.band_source: Any = None
+        """``(band, grid) -> values`` for bands not in the sample scene (a product's)."""
 
     def fail(self, route: str, *faults: tuple[int, str]) -> None:
         """Answer the next requests of ``route`` with these (status, message) errors."""
@@ -258,7 +260,9 @@ class FakeEarthEngine:
         for band in bands:
             name = f"B{band[1:].zfill(2)}" if band[1:].isdigit() else band
             path = self.sample_dir / f"s2_{name}.jp2"
-            if path.exists():
+            if self.band_source is not None:
+                values = self.band_source(band, grid)
+            elif path.exists():
                 values = read_onto_grid(str(path), grid, nodata=0.0)
             else:  # bands of other collections: a constant
                 values = np.full(grid.shape, 1000.0, np.float32)
@@ -300,7 +304,8 @@ def l1c(**kwargs: Any) -> SensorSpec:
 
 def test_collections_are_declared_before_any_request() -> None:
     served = EarthEngineProvider().collections()
-    assert set(served) == {"sentinel-2-l1c", "sentinel-2-l2a", "landsat-c2-l2", "sentinel-1-grd"}
+    assert set(served) == {"sentinel-2-l1c", "sentinel-2-l2a", "landsat-c2-l2", "sentinel-1-grd",
+                           "alphaearth-annual"}
     assert served["sentinel-2-l1c"].band_names[:13] == (
         "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"
     )
@@ -720,6 +725,51 @@ def test_get_embedding_through_earth_engine_equals_sample(server: FakeEarthEngin
     via_sample = get_embedding("mosaiks", spatial=POINT, temporal=WINDOW, provider="sample")
     np.testing.assert_array_equal(np.asarray(via_ee.data), np.asarray(via_sample.data))
     assert via_ee.meta["scene_ids"] == SCENES["ids"]
+
+
+def test_alphaearth_from_earth_engine_equals_the_cog_mirror(
+    server: FakeEarthEngine, tmp_path: Path, sample_dir: Path
+) -> None:
+    """The same place and year from Earth Engine's floats and from the mirror's int8 COGs.
+
+    The fake serves, for the collection's bands, the values Earth Engine holds: the mirror
+    fixture's dequantised pixels on the requested grid, its no-data pixels masked.
+    """
+    from eoembed import BBox, OutputSpec, get_embedding
+    from eoembed.providers.alphaearth import AlphaEarthProvider
+    from eoembed.testing.products import make_alphaearth_mirror
+
+    mirror = make_alphaearth_mirror(tmp_path, sample_dir, years=(2024,))
+    truth = AlphaEarthProvider(str(mirror.base))
+    t = mirror.transform
+    region = BBox(t.c + 500, t.f - 3500, t.c + 3500, t.f - 200, crs=mirror.crs)
+    tiles = truth.tiles(region, 2024, collection="alphaearth-annual", temporal=TemporalSpec.year(2024))
+    assert len(tiles) == 4
+
+    held: dict[Grid, np.ndarray] = {}
+
+    def earth_engine_values(band: str, grid: Grid) -> np.ndarray:
+        if grid not in held:
+            out = np.full((64, *grid.shape), np.nan, np.float32)
+            for tile in tiles:
+                out = np.where(np.isnan(out), truth.read_tile(tile, grid, range(64)), out)
+            held[grid] = out
+        return held[grid][int(band[1:])]
+
+    server.band_source = earth_engine_values
+    server.scenes = {"ids": ["GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL/xfixture2024aef"],
+                     "times": [1704067200000]}
+    via_ee = get_embedding("alphaearth", spatial=region, temporal=TemporalSpec.year(2024),
+                           output=OutputSpec.grid(), provider=provider(server))
+    via_mirror = get_embedding("alphaearth", spatial=region, temporal=TemporalSpec.year(2024),
+                               output=OutputSpec.grid(), provider=truth)
+    np.testing.assert_array_equal(via_ee.data.values, via_mirror.data.values)
+    assert np.isnan(via_ee.data.values).any()  # the fixture's no-data rows, masked on both
+    assert via_ee.meta["valid_fraction"] == via_mirror.meta["valid_fraction"]
+    (request,) = server.paths("image:computePixels")
+    text = json.dumps(request.body)
+    assert "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL" in text and "2024-01-01" in text
+    assert request.body["bandIds"][:64] == [f"A{i:02d}" for i in range(64)]
 
 
 # --------------------------------------------------------------------------- live

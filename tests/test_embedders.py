@@ -36,7 +36,11 @@ def _args(model: str) -> dict[str, object]:
     return {"weights": "random"} if describe_model(model).weights is not None else {}
 
 
-@pytest.mark.parametrize("model", list_models())
+COMPUTED = [m for m in list_models() if describe_model(m).product is None]
+"""Models that run a network (published products are read: tests/test_products.py)."""
+
+
+@pytest.mark.parametrize("model", COMPUTED)
 def test_contract_dims_batch_and_georeferencing(
     model: str, shallow: Callable[[str], None]  # noqa: F811
 ) -> None:

@@ -128,9 +128,15 @@ def _family(model_id: str) -> str:
 
 def cap_model_depth(monkeypatch: pytest.MonkeyPatch, model_id: str) -> None:
     """:func:`cap_depth` on every class of ``model_id``'s family in :data:`DEPTH_ARGUMENTS`."""
+    from eoembed.embedders.torch_state import preserved_torch_state
+
     for target, param in DEPTH_ARGUMENTS.get(_family(model_id), ()):
         module, name = target.split(":")
-        cap_depth(monkeypatch, getattr(importlib.import_module(module), name), param)
+        # Importing a family's package may flip torch settings (TerraTorch's clay_v15 sets
+        # the matmul precision): imported as eoembed's adapters import them, settings kept.
+        with preserved_torch_state():
+            imported = importlib.import_module(module)
+        cap_depth(monkeypatch, getattr(imported, name), param)
 
 
 @pytest.fixture(params=["shallow", pytest.param("full", marks=pytest.mark.full)])

@@ -150,13 +150,15 @@ def check_sensor_fields(fields: Mapping[str, Any]) -> None:
 
 
 def sensor_from_fields(
-    model: str | ModelCard, fields: Mapping[str, Any], provider: str | Provider | None = None
+    model: str | ModelCard, fields: Mapping[str, Any], provider: str | Provider | None = None,
+    model_args: Mapping[str, Any] | None = None,
 ) -> SensorSpec:
     """The fields given, the rest from the model's :func:`default_sensor` on ``provider``.
 
     A ``collection`` without ``bands`` reads that collection's bands that serve the model
     (by name, else by wavelength: ``{"collection": "landsat-c2-l2"}`` for a Sentinel-2
-    model); with both, the provider is not asked.
+    model); with both, the provider is not asked. ``model_args`` shape the contract as in
+    :func:`get_embedding` (a ``timm:`` id's ``in_chans``, mosaiks ``bands=``).
 
     Raises:
         SpecError: as :func:`check_sensor_fields`.
@@ -165,9 +167,13 @@ def sensor_from_fields(
     check_sensor_fields(fields)
     if "collection" in fields and "bands" in fields:
         return SensorSpec(**fields)
-    card = describe_model(model) if isinstance(model, str) else model
+    args = dict(model_args or {})
+    card = describe_model(model, **args) if isinstance(model, str) else model
+    wanted = option_bands(model, args) if isinstance(model, str) else ()
     source = get_provider(provider) if provider is not None else None
-    return dataclasses.replace(default_sensor(card, source, collection=fields.get("collection")), **fields)
+    sensor = default_sensor(card, source, collection=fields.get("collection"),
+                            bands=wanted or tuple(fields.get("bands", ())))
+    return dataclasses.replace(sensor, **fields)
 
 
 def contract_bands(
@@ -267,10 +273,37 @@ def check_models(
     """
     from eoembed.embedders.base import resolve_device
 
-    options = {m: embedder_class_for(m, args).Options.parse(m, dict(args))
-               for m, args in model_args.items()}
-    resolve_device(device)
+    classes = {m: embedder_class_for(m, args) for m, args in model_args.items()}
+    options = {m: classes[m].Options.parse(m, dict(args)) for m, args in model_args.items()}
+    if any(c.needs_torch for c in classes.values()):
+        resolve_device(device)
     return options
+
+
+def default_provider(cards: Sequence[ModelCard]) -> str:
+    """The provider a request without one uses: the products' own, else ``"sample"``.
+
+    Published products are served by their own providers (their card's first); computed
+    models read the bundled sample scene unless told otherwise.
+    """
+    firsts = {c.product.providers[0] for c in cards if c.product is not None}
+    if len(firsts) == 1 and all(c.product is not None for c in cards):
+        return firsts.pop()
+    return "sample"
+
+
+def check_product_window(card: ModelCard, temporal: TemporalSpec, provider: Provider) -> None:
+    """Refuse, before any I/O, a window that selects no year a product has (products only).
+
+    The provider's own years where it says (a mirror may lack a year the product has).
+    """
+    if card.product is None:
+        return
+    from eoembed.providers.products import product_year
+
+    inner = getattr(provider, "inner", provider)
+    years = getattr(inner, "years", card.product.years)
+    product_year(temporal, card.id, None if years is None else (years[0], years[1]))
 
 
 def check_contract(
@@ -420,7 +453,7 @@ def get_embeddings_batch(
     temporal: TemporalSpec,
     sensor: SensorSpec | None = None,
     output: OutputSpec | None = None,
-    provider: str | Provider = "sample",
+    provider: str | Provider | None = None,
     device: str = "auto",
     batch_size: int = 16,
     fetch_workers: int = 4,
@@ -435,7 +468,8 @@ def get_embeddings_batch(
         temporal: the time window.
         sensor: the imagery to read; defaults to the model's training sensor.
         output: ``OutputSpec.pooled()`` (default) or ``OutputSpec.grid()``.
-        provider: a provider name, ``"name:argument"`` or instance.
+        provider: a provider name, ``"name:argument"`` or instance; default
+            :func:`default_provider` (a product's own, else ``"sample"``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         batch_size: regions per forward pass.
         fetch_workers: regions fetched concurrently.
@@ -459,7 +493,8 @@ def get_embeddings_batch(
             f"model {model!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
         )
     output = card.resolve_output(output)  # "default" -> the card's; unsupported: refused now
-    source = get_provider(provider)
+    source = get_provider(provider if provider is not None else default_provider([card]))
+    check_product_window(card, temporal, source)
     wanted = option_bands(model, model_args)
     sensor = sensor or default_sensor(card, source, bands=wanted)
     warnings = check_contract(card, sensor, source, wanted)
@@ -571,7 +606,7 @@ def get_embedding(
     temporal: TemporalSpec,
     sensor: SensorSpec | None = None,
     output: OutputSpec | None = None,
-    provider: str | Provider = "sample",
+    provider: str | Provider | None = None,
     device: str = "auto",
     frames: int | None = None,
     **model_args: Any,
@@ -596,7 +631,7 @@ def inspect_input(
     spatial: SpatialLike,
     temporal: TemporalSpec,
     sensor: SensorSpec | None = None,
-    provider: str | Provider = "sample",
+    provider: str | Provider | None = None,
 ) -> xr.DataArray:
     """The exact patch the model will see: its bands, in its order, on the request grid.
 
@@ -606,7 +641,8 @@ def inspect_input(
     region = as_spatial(spatial)
     check_types(temporal, OutputSpec.pooled(), sensor)
     card = describe_model(model)
-    source = get_provider(provider)
+    source = get_provider(provider if provider is not None else default_provider([card]))
+    check_product_window(card, temporal, source)
     sensor = sensor or default_sensor(card, source)
     warnings = check_contract(card, sensor, source)
     check_grids([region], sensor)

@@ -113,6 +113,8 @@ def _serving(needed: BandInfo, available: Sequence[BandInfo], rule: str) -> Band
 
 
 def _describe(band: BandInfo) -> str:
+    if band.is_embedding:
+        return f"{band.name} (embedding dimension)"
     if band.is_radar:
         return f"{band.name} ({band.common_name} polarisation)"
     low, high = band.range_um

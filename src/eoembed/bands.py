@@ -59,7 +59,17 @@ class BandInfo:
         Mask layers hold class codes or bit flags: they are read by nearest neighbour and
         never averaged, and no model takes them as input.
         """
-        return self.wavelength_um == 0.0
+        return self.wavelength_um == 0.0 and not self.is_embedding
+
+    @property
+    def is_embedding(self) -> bool:
+        """Whether this is one dimension of a published embedding product (matched by name)."""
+        return self.common_name == "embedding" and self.wavelength_um == 0.0
+
+
+def embedding_bands(prefix: str, dim: int, gsd_m: float, width: int = 2) -> tuple[BandInfo, ...]:
+    """A published embedding's dimensions as bands ``<prefix>00``.. (no wavelength; by name)."""
+    return tuple(BandInfo(f"{prefix}{i:0{width}d}", "embedding", 0.0, gsd_m) for i in range(dim))
 
 
 def quality_band(name: str, gsd_m: float) -> BandInfo:

@@ -39,6 +39,7 @@ from eoembed.cli.options import (
     EndOpt,
     FillValueOpt,
     FramesOpt,
+    JobProviderOpt,
     JsonOpt,
     LatOpt,
     LonOpt,
@@ -53,7 +54,6 @@ from eoembed.cli.options import (
     Pooling,
     PoolingOpt,
     PrecisionOpt,
-    ProviderOpt,
     QuietOpt,
     ResamplingOpt,
     ScaleOpt,
@@ -173,7 +173,8 @@ def models_command(
     """List the registered models: family, embedding size, outputs, bands, GSD, download.
 
     "download" says what the first use fetches: none (no weights), cached (already in the
-    local cache, with its size) or yes. Any timm, TorchGeo or TerraTorch backbone also works
+    local cache, with its size), yes, or tiles (published embedding products such as
+    alphaearth and tessera: read from the publisher's files, not computed). Any timm, TorchGeo or TerraTorch backbone also works
     by a single string: timm:<name>, torchgeo:<WeightsEnum.MEMBER>, terratorch:<backbone>
     (random weights unless pretrained=true or weights= is given; see `eoembed describe`).
     """
@@ -197,6 +198,7 @@ def models_command(
         table.add_row(
             card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
             _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
+            "-" if card.product else
             "any" if card.input.band_rule == "any" else str(len(card.input.accepted_sensors())),
             _download_text(card, cached_weights_path(card.weights) if card.weights else None),
         )
@@ -208,7 +210,12 @@ def models_command(
 
 
 def _download_text(card: ModelCard, cached: Path | None) -> str:
-    """``none`` (no weights), ``cached (12.3 MB)`` or ``yes`` (the first use downloads)."""
+    """``none``, ``cached (12.3 MB)``, ``yes`` (the first use downloads) or ``tiles``.
+
+    ``tiles``: a published product, whose regions read the publisher's tiles (then the cache).
+    """
+    if card.product is not None:
+        return "tiles"
     if card.weights is None:
         return "none"
     if cached is None:
@@ -216,8 +223,37 @@ def _download_text(card: ModelCard, cached: Path | None) -> str:
     return f"cached ({cached.stat().st_size / 1e6:.1f} MB)"
 
 
+def _product_rows(card: ModelCard) -> list[tuple[str, str]]:
+    """Key/value rows of a published product's card."""
+    product = card.product
+    assert product is not None
+    return [
+        ("product", product.name),
+        ("embedding dim",
+         f"{card.embedding_dim} ({card.input.band_names[0]}..{card.input.band_names[-1]})"),
+        ("years", "static (one map; the window selects nothing)" if product.years is None
+         else f"{product.years[0]}..{product.years[1]} (one per calendar year)"),
+        ("coverage", product.coverage),
+        ("resolution", f"{card.input.gsd_m:g} m"),
+        ("grid", product.grid),
+        ("quantisation", product.quantisation),
+        ("providers", ", ".join(product.providers) + " (first: default)"),
+        ("outputs", ", ".join(card.outputs) + "; pooled: mean of valid pixels"),
+        ("documentation", product.url),
+        ("licence", card.licence),
+        ("citation", card.citation),
+    ]
+
+
 def _card_table(card: ModelCard) -> Table:
     """Key/value rows of a model card."""
+    if card.product is not None:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, value in _product_rows(card):
+            table.add_row(key, value)
+        return table
     contract = card.input
     norm = contract.normalisation
     weights = card.weights
@@ -283,6 +319,9 @@ def describe_command(model: ModelArg, as_json: JsonOpt = False) -> None:
     console = _console()
     console.print(Text.assemble((card.id, "bold"), f"  {card.family}"))
     console.print(card.summary, highlight=False)
+    if card.product is not None:
+        console.print(_card_table(card))
+        return
     console.print(_card_table(card), _bands_table(card), _arguments_table(model))
 
 
@@ -481,7 +520,7 @@ def _embed_image(
 @app.command("embed")
 def embed_command(
     model: ModelOpt = "mosaiks",
-    provider: ProviderOpt = "sample",
+    provider: JobProviderOpt = None,
     collection: CollectionOpt = None, bands: BandsOpt = None, scale_m: ScaleOpt = None,
     cloudy_pct: CloudyPctOpt = None, composite: CompositeOpt = None, mask: MaskOpt = None,
     resampling: ResamplingOpt = None, fill_value: FillValueOpt = None,
@@ -519,7 +558,8 @@ def embed_command(
     model's pooled output); a class-token or native pooling runs it twice.
     """
     from eoembed import OutputSpec, get_embedding
-    from eoembed.api import sensor_from_fields
+    from eoembed.api import default_provider, sensor_from_fields
+    from eoembed.embedders import describe_model
 
     fields = sensor_fields(collection, None if image is not None else bands, scale_m, cloudy_pct,
                            composite, mask, resampling, fill_value)
@@ -534,7 +574,12 @@ def embed_command(
         raise typer.BadParameter("--sensor names the bands of an --image", param_hint="--image")
     spatial = _region(lon, lat, buffer_m, bbox, crs) if image is None else None
     temporal = _window(year, start, end) if image is None else None
-    sensor_spec = sensor_from_fields(model, fields, provider) if fields else None
+    model_args = parse_model_args(arg or [])
+    if precision is not None:
+        model_args["precision"] = precision.value
+    if provider is None:  # a published product's own provider, else the sample
+        provider = default_provider([describe_model(model, **model_args)])
+    sensor_spec = sensor_from_fields(model, fields, provider, model_args) if fields else None
     wanted = _output_spec(output, pooling)
     if out is not None:
         check_out_path(out, wanted.mode)
@@ -545,9 +590,6 @@ def embed_command(
             raise DependencyNotFoundError("matplotlib", "plot")
     # With --png one grid run serves both, unless the vector is not a reduction of the grid.
     one_run = png is not None and pooling.value == _grid_reduction(pooling)
-    model_args = parse_model_args(arg or [])
-    if precision is not None:
-        model_args["precision"] = precision.value
     request = {"spatial": spatial, "temporal": temporal, "provider": provider,
                "sensor": sensor_spec,
                "device": device, "frames": frames, **model_args}

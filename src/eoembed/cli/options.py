@@ -68,7 +68,6 @@ __all__ = [
     "PrecisionOpt",
     "Pooling",
     "PoolingOpt",
-    "ProviderOpt",
     "QuietOpt",
     "StartOpt",
     "YearOpt",
@@ -141,9 +140,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the card as JSON.")
 
 # -- data -----------------------------------------------------------------------------------
 
-ProviderOpt = Annotated[
-    str, typer.Option(help="Provider name, or name:argument (local:/data/catalog.json).")
-]
 LonOpt = Annotated[
     float | None, typer.Option(help="Longitude of the square's centre (with --lat).",
                                rich_help_panel=_REGION),
@@ -327,7 +323,8 @@ JobDeviceOpt = Annotated[
 ]
 JobProviderOpt = Annotated[
     str | None,
-    typer.Option("--provider", help="Provider name, or name:argument (local:/data/catalog.json)."),
+    typer.Option("--provider", help="Provider name, or name:argument (local:/data/catalog.json); "
+                 "default: a published product's own provider, else sample."),
 ]
 RegionsOpt = Annotated[
     Path | None,

@@ -86,10 +86,12 @@ class Embedder(ABC):
 
     card: ClassVar[ModelCard]
     Options: ClassVar[type[EmbedderOptions]] = EmbedderOptions
+    needs_torch: ClassVar[bool] = True
+    """False for embedders that run no network (published products): no torch, no device."""
 
     def __init__(self, *, device: str = "auto", batch_size: int = 16, **model_args: Any) -> None:
         self.options = self.Options.parse(self.card.id, model_args)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device) if self.needs_torch else "cpu"
         self.batch_size = batch_size
         self.weights_meta: dict[str, Any] = {}
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ __all__ = [
     "ModelCard",
     "Normalisation",
     "PoolingRule",
+    "ProductInfo",
     "TokenLayout",
     "WeightsSource",
     "native_rule",
@@ -211,6 +212,31 @@ def native_rule(source: str, *, grid: bool = True) -> PoolingRule:
 
 
 @dataclass(frozen=True)
+class ProductInfo:
+    """A published embedding product: read from its publisher's files, never computed.
+
+    Its "bands" are the embedding's dimensions, served by the providers listed here; the
+    contract's GSD is the product's pixel size.
+    """
+
+    name: str
+    """The publisher's name for it."""
+    years: tuple[int, int] | None
+    """First and last year published (inclusive), one layer per calendar year; None for a
+    static product (one map for all time: windows select nothing)."""
+    coverage: str
+    """Where it exists ("global land", ...)."""
+    grid: str
+    """How its pixels are laid out (CRS and tiling)."""
+    quantisation: str
+    """How values are stored and brought back to floats, and what marks no data."""
+    providers: tuple[str, ...]
+    """Providers that serve it; the first is the default."""
+    url: str = ""
+    """The product's documentation."""
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything a user needs to know to use and cite a model."""
 
@@ -233,6 +259,8 @@ class ModelCard:
     """The published global embedding and the poolings offered."""
     tokens: TokenLayout | None = None
     """For token models whose adapter gives ``forward_tokens``: class token and prefix."""
+    product: ProductInfo | None = None
+    """For published embedding products (no network runs): what and where they are."""
 
     def resolve_pooling(self, pooling: str | None) -> str:
         """``"default"`` (or None) -> the card's default; refuse one the model lacks."""

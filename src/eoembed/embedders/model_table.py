@@ -24,6 +24,8 @@ _HEADER = (
 
 def _bands(card: ModelCard) -> str:
     names = card.input.band_names
+    if card.product is not None:
+        return f"published, {len(names)} dims ({names[0]}..{names[-1]})"
     if len(names) > 6:
         return f"{len(names)} S2 bands ({names[0]}..{names[-1]})"
     return " ".join(names)
@@ -31,6 +33,10 @@ def _bands(card: ModelCard) -> str:
 
 def _input(card: ModelCard) -> str:
     contract = card.input
+    if card.product is not None:
+        years = card.product.years
+        when = "static" if years is None else f"annual {years[0]}-{years[1]}"
+        return f"{_bands(card)}, {contract.gsd_m:g} m, {when}"
     size = f"{contract.image_size} px" if contract.image_size else "any size"
     return (
         f"{_bands(card)}, {contract.processing_level}, {contract.gsd_m:g} m; {size}, "
@@ -53,6 +59,8 @@ def _pooling(card: ModelCard) -> str:
 
 def _weights(card: ModelCard) -> str:
     w = card.weights
+    if card.product is not None:
+        return f"[product]({card.product.url}) via {', '.join(card.product.providers)}"
     if w is None:
         return "none (no training)"
     if w.download_url:
@@ -68,7 +76,7 @@ def model_row(card: ModelCard) -> str:
         f"`{card.id}`",
         card.family,
         _input(card),
-        _UNIT_LABEL[card.input.unit],
+        "-" if card.product is not None else _UNIT_LABEL[card.input.unit],
         ", ".join(card.input.side_inputs) or "-",
         str(card.embedding_dim),
         ", ".join(card.outputs),

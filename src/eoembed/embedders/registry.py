@@ -107,6 +107,14 @@ _MODELS: dict[str, str] = {
     "terrafm-base": "eoembed.embedders.terrafm:TerraFMBase",
     # -- agrifm --
     "agrifm": "eoembed.embedders.agrifm:AgriFM",
+    # -- published embedding products (read, not computed) --
+    "alphaearth": "eoembed.embedders.products:AlphaEarth",
+    "tessera": "eoembed.embedders.products:Tessera",
+    "copernicus-embed": "eoembed.embedders.products:CopernicusEmbed",
+    "majortom-s2l1c-ssl4eo": "eoembed.embedders.products:MajorTomS2L1CSSL4EO",
+    "majortom-s1rtc-ssl4eo": "eoembed.embedders.products:MajorTomS1RTCSSL4EO",
+    "majortom-s2rgb-dinov2": "eoembed.embedders.products:MajorTomS2RGBDINOv2",
+    "majortom-s2rgb-siglip": "eoembed.embedders.products:MajorTomS2RGBSigLIP",
 }
 
 

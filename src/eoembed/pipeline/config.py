@@ -221,9 +221,12 @@ class SensorConfig(_Section):
         """Whether it names collection and bands (no model's default is needed)."""
         return self.collection is not None and self.bands is not None
 
-    def spec(self, model: str = "", provider: Provider | str | None = None) -> SensorSpec:
+    def spec(
+        self, model: str = "", provider: Provider | str | None = None,
+        model_args: dict[str, Any] | None = None,
+    ) -> SensorSpec:
         """The sensor as a spec: the fields given, the rest from ``model``'s on ``provider``."""
-        return sensor_from_fields(model, self.fields(), provider)
+        return sensor_from_fields(model, self.fields(), provider, model_args)
 
 
 class ChipsConfig(_Section):
@@ -379,7 +382,8 @@ class ExportConfig(_Section):
     sensor: SensorConfig | None = None
     """For every model without its own (a partial one completed for each model from its own
     sensor); ``None``: each model's own sensor."""
-    provider: str = "sample"
+    provider: str | None = None
+    """Default: the models' own product provider when they are all one product, else sample."""
     frames: int | None = Field(default=None, gt=0)
     """Temporal models only: a time series of this many equal bins of the window."""
     # Output
@@ -559,9 +563,16 @@ class ExportConfig(_Section):
             if fields is None:
                 continue
             if not fields.complete and source is None:
-                source = get_provider(self.provider)
-            sensors[model.id] = fields.spec(model.id, source)
+                source = get_provider(self.provider or self.default_provider())
+            sensors[model.id] = fields.spec(model.id, source, dict(model.args))
         return (shared.spec() if shared else None), sensors
+
+    def default_provider(self) -> str:
+        """The provider used when the job names none (:func:`eoembed.api.default_provider`)."""
+        from eoembed.api import default_provider
+        from eoembed.embedders.registry import describe_model
+
+        return default_provider([describe_model(m.id, **dict(m.args)) for m in self.models])
 
     def to_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``export_batch``: specs built, region files read."""

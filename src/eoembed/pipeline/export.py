@@ -133,7 +133,7 @@ def export_batch(
     sensor: SensorSpec | None = None,
     sensors: Mapping[str, SensorSpec] | None = None,
     model_args: Mapping[str, Mapping[str, Any]] | None = None,
-    provider: str | Provider = "sample",
+    provider: str | Provider | None = None,
     frames: int | None = None,
     # What to write
     output: OutputSpec | None = None,
@@ -178,7 +178,8 @@ def export_batch(
         sensor: the imagery for every model (default: each model's own training sensor).
         sensors: per-model sensor overrides, by model id.
         model_args: per-model arguments, by model id (see ``describe_model``).
-        provider: a provider name, ``"name:argument"`` or instance.
+        provider: a provider name, ``"name:argument"`` or instance; default: the models'
+            product provider when all are the same published product, else ``"sample"``.
         frames: for temporal models, a time series of this many frames (equal whole-day bins
             of the window, see ``fetch_series``) instead of one composite, each frame's date
             given to the model, as ``get_embedding(..., frames=N)``. Every model of the export
@@ -224,8 +225,10 @@ def export_batch(
         check_grids,
         check_model_frames,
         check_models,
+        check_product_window,
         check_types,
         contract_bands,
+        default_provider,
         default_sensor,
         input_bands,
         option_bands,
@@ -260,8 +263,12 @@ def export_batch(
             bad = provider.unreadable[0]
             raise ProviderError(f"chip {bad.name!r} cannot be read: {bad.error} (pass "
                                 "on_error='continue' to embed the other chips)")
-    source = get_provider(provider)
     cards = {m: describe_model(m, **model_args.get(m, {})) for m in model_ids}
+    source = get_provider(
+        provider if provider is not None else default_provider(list(cards.values()))
+    )
+    for card in cards.values():
+        check_product_window(card, temporal, source)
     for model_id, card in cards.items():
         if output.mode not in card.outputs:
             raise CapabilityError(

@@ -41,6 +41,7 @@ from eoembed.errors import (
     SpecError,
 )
 from eoembed.providers._stac_bands import KNOWN_STAC_COLLECTIONS
+from eoembed.providers.alphaearth import ALPHAEARTH_BANDS, ALPHAEARTH_COLLECTION
 from eoembed.providers.base import CollectionInfo, check_served, request_grid
 from eoembed.providers.masks import (
     CLOUD_PROB_THRESHOLD,
@@ -48,6 +49,7 @@ from eoembed.providers.masks import (
     SCL_MASKED,
     resolve_mask,
 )
+from eoembed.providers.products import product_collection
 from eoembed.providers.radiometry import Radiometry, harmonised_collection, radiometry_record
 from eoembed.providers.scenes import to_dataarray
 from eoembed.redact import redact
@@ -224,6 +226,17 @@ EARTH_ENGINE_COLLECTIONS: dict[str, EarthEngineCollection] = {
             ("COPERNICUS/S1_GRD",),
             {p: p.upper() for p in ("vv", "vh", "hh", "hv")},
             polarisations=True,
+        ),
+        EarthEngineCollection(
+            # AlphaEarth's annual embeddings as Earth Engine serves them: already floats
+            # (the COGs' int8 dequantised), one image per UTM zone and year.
+            product_collection(
+                ALPHAEARTH_COLLECTION, ALPHAEARTH_BANDS,
+                "AlphaEarth Foundations Satellite Embedding V1, annual, 10 m (Earth Engine "
+                "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL)",
+            ),
+            ("GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL",),
+            {b.name: b.name for b in ALPHAEARTH_BANDS},
         ),
     )
 }
@@ -584,7 +597,10 @@ class EarthEngineProvider:
                 f"the {len(ids)} Earth Engine image(s) found hold no {cause} inside the region"
             )
         if not valid.all():
-            data[:, ~valid] = sensor.fill_value
+            # Embedding products keep NaN, as their own providers give them: a filled
+            # vector would pass for a real embedding.
+            if table.info.processing_level != "embedding":
+                data[:, ~valid] = sensor.fill_value
             count[~valid] = 0
         attrs = {
             "provider": self.name,

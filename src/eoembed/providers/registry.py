@@ -22,6 +22,10 @@ _FACTORIES: dict[str, str | ProviderFactory] = {
     "usgs-landsat": "eoembed.providers.stac:usgs_landsat",
     "earthengine": "eoembed.providers.earthengine:EarthEngineProvider.from_project",
     "cached": "eoembed.providers.cache:CachedProvider.from_name",
+    "alphaearth": "eoembed.providers.alphaearth:AlphaEarthProvider.from_url",
+    "tessera": "eoembed.providers.tessera:TesseraProvider.from_url",
+    "copernicus-embed": "eoembed.providers.copernicus_embed:CopernicusEmbedProvider.from_path",
+    "majortom": "eoembed.providers.majortom:MajorTomProvider.from_url",
 }
 _INSTANCES: dict[str, Provider] = {}
 

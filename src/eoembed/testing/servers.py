@@ -34,6 +34,7 @@ __all__ = [
     "Servers",
     "free_port",
     "serve_catalogue",
+    "serve_folder",
     "serve_sample_stac",
 ]
 
@@ -445,3 +446,23 @@ def serve_catalogue(
                 _stop(api_proc)
     finally:
         _stop(files_proc)
+
+
+@contextmanager
+def serve_folder(folder: str | Path) -> Iterator[Servers]:
+    """``folder`` on the range-request file server alone (faults and statistics included).
+
+    For products published as plain files over HTTP (COG mirrors, tile registries): yields
+    :class:`Servers` whose ``api`` is empty.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FILE_SERVER, str(folder), "http://127.0.0.1:9"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        files = f"http://127.0.0.1:{int(proc.stdout.readline())}"
+        _wait_ready(f"{files}/_stats", proc, "file server")
+        yield Servers(files=files, api="", sizes={})
+    finally:
+        _stop(proc)
