@@ -759,7 +759,9 @@ def test_alphaearth_from_earth_engine_equals_the_cog_mirror(
     server.band_source = earth_engine_values
     server.scenes = {"ids": ["GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL/xfixture2024aef"],
                      "times": [1704067200000]}
-    via_ee = get_embedding("alphaearth", spatial=region, temporal=TemporalSpec.year(2024),
+    # a window inside 2024 selects the 2024 layer, dated 1 January on Earth Engine too
+    via_ee = get_embedding("alphaearth", spatial=region,
+                           temporal=TemporalSpec.range("2024-03-01", "2024-09-01"),
                            output=OutputSpec.grid(), provider=provider(server))
     via_mirror = get_embedding("alphaearth", spatial=region, temporal=TemporalSpec.year(2024),
                                output=OutputSpec.grid(), provider=truth)
@@ -768,7 +770,9 @@ def test_alphaearth_from_earth_engine_equals_the_cog_mirror(
     assert via_ee.meta["valid_fraction"] == via_mirror.meta["valid_fraction"]
     (request,) = server.paths("image:computePixels")
     text = json.dumps(request.body)
-    assert "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL" in text and "2024-01-01" in text
+    assert "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL" in text
+    assert "2024-01-01" in text and "2025-01-01" in text and "2024-03-01" not in text
+    assert "ImageCollection.mosaic" in text and "median" not in text.lower()
     assert request.body["bandIds"][:64] == [f"A{i:02d}" for i in range(64)]
 
 

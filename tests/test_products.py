@@ -26,6 +26,12 @@ from eoembed.testing.servers import Servers, serve_folder
 Y2024 = TemporalSpec.year(2024)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's product and patch caches in its own folder, never the user's."""
+    monkeypatch.setenv("EOEMBED_CACHE", str(tmp_path / "eoembed-cache"))
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> AlphaEarthFixture:
     return make_alphaearth_mirror(tmp_path_factory.mktemp("aef"), sample_dir)
@@ -290,7 +296,7 @@ def test_tessera_through_geotessera_lands_each_pixel_where_it_belongs(
 
 
 def test_tessera_refuses_what_it_does_not_have(tessera: Any, tmp_path: Path) -> None:
-    from eoembed.errors import ProviderUnavailableError
+    from eoembed.errors import ChecksumError
     from eoembed.providers.tessera import TesseraProvider
 
     fx, servers = tessera
@@ -310,7 +316,7 @@ def test_tessera_refuses_what_it_does_not_have(tessera: Any, tmp_path: Path) -> 
     raw = bytearray(npy.read_bytes())
     raw[-1] ^= 0xFF
     npy.write_bytes(bytes(raw))
-    with serve_folder(tampered) as other, pytest.raises(ProviderUnavailableError, match="ash"):
+    with serve_folder(tampered) as other, pytest.raises(ChecksumError, match="ash"):
         get_embedding("tessera", spatial=_tessera_region(fx), temporal=Y2024,
                       provider=TesseraProvider(other.files, cache_dir=tmp_path / "c2"))
 
@@ -529,3 +535,107 @@ def test_every_product_exports_like_a_model(
         again = export_batch(regions, model, temporal=window, out=out, provider=provider,
                              progress=False)
         assert (again.reused, again.fetches) == (3, 0), model
+
+
+def test_product_caches_stay_under_their_size_limit(
+    tessera: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least recently used files go first; a tile evicted is downloaded again when needed."""
+    import os
+
+    from eoembed.providers.downloads import trim_cache
+    from eoembed.providers.tessera import TesseraProvider
+
+    folder = tmp_path / "lru"
+    folder.mkdir()
+    for age, name in enumerate(("newest", "middle", "oldest", "index.parquet")):
+        (folder / name).write_bytes(b"x" * 100)
+        os.utime(folder / name, (1e9 - age * 100, 1e9 - age * 100))
+    assert trim_cache(folder, 250, keep=("index.parquet",)) == 200
+    assert sorted(p.name for p in folder.iterdir()) == ["index.parquet", "newest"]
+
+    fx, servers = tessera
+    monkeypatch.setenv("EOEMBED_PRODUCTS_CACHE_BYTES", "1000")  # smaller than any tile
+    provider = TesseraProvider(servers.files, cache_dir=tmp_path / "cache")
+    first = get_embedding("tessera", spatial=_tessera_region(fx), temporal=Y2024,
+                          provider=provider)
+    tiles = tmp_path / "cache" / "tiles"
+    assert sum(p.stat().st_size for p in tiles.rglob("*") if p.is_file()) <= 1000
+    servers.control("reset")
+    second = get_embedding("tessera", spatial=_tessera_region(fx), temporal=Y2024,
+                           provider=provider)
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+    assert any(p.endswith(".npy") for p in servers.control("stats"))  # fetched again
+
+
+# ------------------------------------------------------------------------- refusals, errors
+
+
+def test_products_refuse_what_they_cannot_do_before_any_read(
+    mirror: AlphaEarthFixture, tmp_path: Path
+) -> None:
+    from eoembed import SensorSpec, export_batch
+    from eoembed.errors import CapabilityError, ProductFileNotFoundError
+
+    region = _box(mirror, (0, 50), (0, 50))
+    with pytest.raises(CapabilityError, match="served by 'alphaearth', 'earthengine'"):
+        get_embedding("alphaearth", spatial=region, temporal=Y2024, provider="sample")
+    with pytest.raises(CapabilityError, match="published product"):  # mixed: one provider
+        export_batch([region], ["alphaearth", "mosaiks"], temporal=Y2024, out=tmp_path / "x",
+                     progress=False)
+    assert not (tmp_path / "x").exists()
+    provider = AlphaEarthProvider(str(mirror.base))
+    bands = tuple(f"A{i:02d}" for i in range(64))
+    with pytest.raises(SpecError, match="resampling"):
+        get_embedding("alphaearth", spatial=region, temporal=Y2024, provider=provider,
+                      sensor=SensorSpec("alphaearth-annual", bands, resampling="bilinear"))
+    # a local folder without the index: said, and nothing of the user's deleted
+    empty = tmp_path / "not-a-mirror"
+    empty.mkdir()
+    with pytest.raises(ProductFileNotFoundError, match="no AlphaEarth index"):
+        get_embedding("alphaearth", spatial=region, temporal=Y2024,
+                      provider=AlphaEarthProvider(str(empty)))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "aef_index.parquet").write_bytes(b"not parquet")
+    from eoembed.errors import CorruptFileError
+
+    with pytest.raises(CorruptFileError, match="could not be read"):
+        get_embedding("alphaearth", spatial=region, temporal=Y2024,
+                      provider=AlphaEarthProvider(str(broken)))
+    assert (broken / "aef_index.parquet").exists()
+
+
+def test_a_polygon_pools_only_the_pixels_it_covers(mirror: AlphaEarthFixture) -> None:
+    from eoembed import GeometrySpec
+
+    t = mirror.transform
+    x0, y0 = t.c + 100 * 10, t.f - 300 * 10  # a right triangle over rows 100..300
+    triangle = GeometrySpec.from_geometry(
+        {"type": "Polygon", "coordinates": [[[x0, y0], [x0 + 2000, y0], [x0, y0 + 2000],
+                                             [x0, y0]]]}, crs=mirror.crs)
+    provider = AlphaEarthProvider(str(mirror.base))
+    grid = get_embedding("alphaearth", spatial=triangle, temporal=Y2024,
+                         output=OutputSpec.grid(), provider=provider).data.values
+    nan = np.isnan(grid[0])
+    assert nan[0, -1] and not nan[-1, 0]  # the corner outside is left out, inside kept
+    assert 0.4 < (~nan).mean() < 0.65
+    pooled = get_embedding("alphaearth", spatial=triangle, temporal=Y2024, provider=provider)
+    np.testing.assert_allclose(pooled.numpy(), np.nanmean(grid.reshape(64, -1).astype(float),
+                                                          axis=1), rtol=1e-5, atol=1e-7)
+
+
+def test_majortom_server_refusals_are_provider_errors_not_retries(
+    majortom: Any, tmp_path: Path
+) -> None:
+    from eoembed.errors import ProviderError, ProviderUnavailableError
+    from eoembed.providers.majortom import MajorTomProvider
+
+    hub, servers = majortom
+    servers.control("reset")
+    missing = MajorTomProvider(f"{servers.files}/nowhere", cache_dir=tmp_path / "c")
+    with pytest.raises(ProviderError, match="listing") as info:
+        get_embedding("majortom-s2l1c-ssl4eo", spatial=_majortom_region(hub),
+                      temporal=SAMPLE_RANGE, provider=missing)
+    assert not isinstance(info.value, ProviderUnavailableError)  # a 404: not "unavailable"
+    assert len(servers.statuses()) == 1  # asked once, not retried

@@ -293,14 +293,24 @@ def default_provider(cards: Sequence[ModelCard]) -> str:
 
 
 def check_product_window(card: ModelCard, temporal: TemporalSpec, provider: Provider) -> None:
-    """Refuse, before any I/O, a window that selects no year a product has (products only).
+    """Refuse, before any I/O, a product its provider lacks, or a window selecting no year of it.
 
     The provider's own years where it says (a mirror may lack a year the product has).
+
+    Raises:
+        CapabilityError: the provider does not serve the product (names those that do).
+        SpecError: the window spans several years, or one the product lacks.
     """
     if card.product is None:
         return
     from eoembed.providers.products import product_year
 
+    if card.input.collections[0] not in provider.collections():
+        raise CapabilityError(
+            f"{card.id!r} is a published product served by "
+            f"{', '.join(repr(p) for p in card.product.providers)}, not by provider "
+            f"{provider.name!r}; pass provider={card.product.providers[0]!r} (or leave it out)"
+        )
     inner = getattr(provider, "inner", provider)
     years = getattr(inner, "years", card.product.years)
     product_year(temporal, card.id, None if years is None else (years[0], years[1]))

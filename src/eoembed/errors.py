@@ -26,6 +26,7 @@ __all__ = [
     "ModelArgumentError",
     "NoDataError",
     "OutputPathError",
+    "ProductFileNotFoundError",
     "ProviderError",
     "ProviderUnavailableError",
     "RegionTooLargeError",
@@ -169,6 +170,10 @@ class ProviderUnavailableError(ProviderError, ConnectionError):
 
     A ``ConnectionError`` too, so callers that retry later on outages catch it unchanged.
     """
+
+
+class ProductFileNotFoundError(ProviderError, FileNotFoundError):
+    """A published product's file (index, registry, map) is not where it was said to be."""
 
 
 class DependencyNotFoundError(EoembedError, ImportError):

@@ -197,7 +197,8 @@ def models_command(
         card = describe_model(model_id)
         table.add_row(
             card.id, card.family, str(card.embedding_dim), " ".join(card.outputs),
-            _bands_text(card.input.band_names), f"{card.input.gsd_m:g} m",
+            f"{card.embedding_dim} dims" if card.product else _bands_text(card.input.band_names),
+            f"{card.input.gsd_m:g} m",
             "-" if card.product else
             "any" if card.input.band_rule == "any" else str(len(card.input.accepted_sensors())),
             _download_text(card, cached_weights_path(card.weights) if card.weights else None),
@@ -577,8 +578,14 @@ def embed_command(
     model_args = parse_model_args(arg or [])
     if precision is not None:
         model_args["precision"] = precision.value
+    card = describe_model(model, **model_args)
+    if png is not None and card.product is not None:
+        raise typer.BadParameter(
+            f"{model!r} is a published product: there is no input imagery to draw beside it",
+            param_hint="--png",
+        )
     if provider is None:  # a published product's own provider, else the sample
-        provider = default_provider([describe_model(model, **model_args)])
+        provider = default_provider([card])
     sensor_spec = sensor_from_fields(model, fields, provider, model_args) if fields else None
     wanted = _output_spec(output, pooling)
     if out is not None:

@@ -53,16 +53,18 @@ class Tessera(PublishedEmbedder):
         gsd_m=10.0,
         product=ProductInfo(
             name="TESSERA pixel embeddings (geotessera), annual",
-            years=(2017, 2025),
+            years=(2017, 2024),
             coverage="land tiles listed in the geotessera registry (years vary by place)",
             grid="0.1 x 0.1 degree tiles centred at 0.05 degree offsets, each in the UTM zone "
             "of its landmask GeoTIFF, 10 m pixels",
             quantisation="int8 per tile with float32 scales: value = code x scale (geotessera's "
-            "dequantize_embedding); no data where a scale is 0 or not finite",
+            "dequantize_embedding); no data where the landmask is 0 (water) or a scale is not "
+            "in (0, 1)",
             providers=("tessera",),
             url="https://github.com/ucam-eo/geotessera",
         ),
-        licence="CC-BY-4.0 (embeddings); geotessera MIT",
+        licence="embeddings: see the TESSERA project (not stated in geotessera 0.7.5); "
+        "geotessera: MIT",
         citation="Feng, Z. et al. TESSERA: Temporal Embeddings of Surface Spectra for Earth "
         "Representation and Analysis. arXiv:2506.20380 (2025).",
     )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.bands import embedding_bands
-from eoembed.errors import CorruptFileError
+from eoembed.errors import CorruptFileError, ProductFileNotFoundError
 from eoembed.providers.products import ProductProvider, ProductTile, product_collection
 
 if TYPE_CHECKING:
@@ -116,13 +116,21 @@ class AlphaEarthProvider(ProductProvider):
         with self._lock:
             if self._index is None:
                 path = self._index_path()
+                if not path.is_file():
+                    raise ProductFileNotFoundError(
+                        f"no AlphaEarth index at {path}: base_url must be the folder holding "
+                        f"{INDEX_FILE} and the year folders (the mirror's v1/annual)"
+                    )
                 try:
                     frame = gpd.read_parquet(path)
                 except Exception as exc:  # noqa: BLE001 (any parse failure: a damaged file)
-                    path.unlink(missing_ok=True)
+                    ours = path.is_relative_to(self._cache)
+                    if ours:  # a download of ours: fetched again next time
+                        path.unlink(missing_ok=True)
                     raise CorruptFileError(
-                        f"the AlphaEarth index {path} could not be read ({exc}); it was "
-                        "removed and is downloaded again on the next call"
+                        f"the AlphaEarth index {path} could not be read ({exc})"
+                        + ("; it was removed and is downloaded again on the next call"
+                           if ours else "")
                     ) from None
                 frame["year"] = frame["year"].astype(int)
                 self._index = frame

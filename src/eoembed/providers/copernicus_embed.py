@@ -12,7 +12,9 @@ static, and a request's window selects nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +58,31 @@ def _file_md5(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _verified_md5(path: Path) -> str:
+    """``path``'s md5, computed once per file version (768 MB take seconds to hash).
+
+    Remembered in the product cache by resolved path, size and modification time.
+    """
+    import json
+
+    from eoembed.providers.downloads import products_cache_dir
+
+    real = path.resolve()
+    stat = real.stat()
+    key = f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
+    record = products_cache_dir() / "copernicus-embed" / "md5.json"
+    known: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(record.read_text())
+    if key not in known:
+        known[key] = _file_md5(real)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f".md5.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(record)
+    return known[key]
 
 
 class CopernicusEmbedProvider(ProductProvider):
@@ -109,7 +136,7 @@ class CopernicusEmbedProvider(ProductProvider):
         with self._lock:
             if self._checked is None:
                 path = self._hub_file()
-                digest = _file_md5(path)
+                digest = _verified_md5(path)
                 if digest != self.md5:
                     raise ChecksumError(
                         f"{HUB_REPO}/{HUB_FILE}@{HUB_REVISION[:12]} at {path} has md5 {digest}, "
@@ -120,14 +147,16 @@ class CopernicusEmbedProvider(ProductProvider):
 
     @staticmethod
     def _hub_file() -> Path:
+        from eoembed.embedders.weights import offline
+
         try:
             from huggingface_hub import hf_hub_download
             from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
         except ImportError:
-            raise DependencyNotFoundError("huggingface_hub", "torch") from None
+            raise DependencyNotFoundError("huggingface_hub", "products") from None
         try:
             return Path(hf_hub_download(HUB_REPO, HUB_FILE, revision=HUB_REVISION,
-                                        repo_type="dataset"))
+                                        repo_type="dataset", local_files_only=offline()))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise ProviderUnavailableError(
                 f"Copernicus-Embed ({HUB_REPO}/{HUB_FILE}, 768 MB) is not cached and could not "

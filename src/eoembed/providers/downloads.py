@@ -8,17 +8,25 @@ kept when the server cannot be reached. Retries follow :mod:`eoembed.retrying`.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from eoembed.errors import ProviderUnavailableError
 from eoembed.redact import redact
 from eoembed.retrying import RetryPolicy, is_transient
 
-__all__ = ["DOWNLOAD_RETRIES", "cached_download", "products_cache_dir"]
+__all__ = [
+    "DOWNLOAD_RETRIES",
+    "cached_download",
+    "products_cache_bytes",
+    "products_cache_dir",
+    "trim_cache",
+]
 
 DOWNLOAD_RETRIES = RetryPolicy(max_retries=4, backoff_s=0.5, deadline_s=300.0)
 """Retries of one file download (a server that drops one request in five still delivers)."""
@@ -32,6 +40,55 @@ def products_cache_dir() -> Path:
     from eoembed.providers.cache import default_cache_dir
 
     return default_cache_dir().parent / "products"
+
+
+def products_cache_bytes() -> int:
+    """Size limit of each product's cache folder: ``$EOEMBED_PRODUCTS_CACHE_BYTES``, 20 GiB."""
+    from eoembed.errors import SpecError
+
+    text = os.environ.get("EOEMBED_PRODUCTS_CACHE_BYTES", "").strip()
+    if not text:
+        return 20 * 2**30
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SpecError("EOEMBED_PRODUCTS_CACHE_BYTES", text, allowed="a whole number of bytes")
+    return value
+
+
+def trim_cache(
+    root: Path, max_bytes: int, keep: tuple[str, ...] = (), protect: Collection[Path] = ()
+) -> int:
+    """Delete the least recently used files under ``root`` until it holds ``max_bytes``.
+
+    Files are ordered by modification time (readers touch what they use); names in ``keep``
+    (indexes, registries), paths in ``protect`` (files being read) and partial downloads of
+    other writers are never deleted. Returns the bytes deleted.
+    """
+    protected = {Path(p).resolve() for p in protect}
+    files = []
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            stat = path.stat()
+        except OSError:  # removed meanwhile by another process
+            continue
+        if not path.is_file():
+            continue
+        total += stat.st_size
+        if (path.name not in keep and not path.name.endswith((".part", ".tmp"))
+                and path.resolve() not in protected):
+            files.append((stat.st_mtime, stat.st_size, path))
+    deleted = 0
+    for _, size, path in sorted(files):
+        if total - deleted <= max_bytes:
+            break
+        with contextlib.suppress(OSError):
+            path.unlink()
+            deleted += size
+    return deleted
 
 
 def cached_download(url: str, target: Path, *, max_age_s: float = 7 * 86400.0) -> Path:

@@ -49,17 +49,18 @@ from eoembed.providers.masks import (
     SCL_MASKED,
     resolve_mask,
 )
-from eoembed.providers.products import product_collection
+from eoembed.providers.products import check_product_sensor, product_collection, product_year
 from eoembed.providers.radiometry import Radiometry, harmonised_collection, radiometry_record
 from eoembed.providers.scenes import to_dataarray
 from eoembed.redact import redact
 from eoembed.retrying import RETRY_STATUSES, RetryPolicy
+from eoembed.specs import TemporalSpec
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from eoembed.grid import Grid
-    from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
+    from eoembed.specs import SensorSpec, SpatialSpec
 
 __all__ = [
     "EARTH_ENGINE_COLLECTIONS",
@@ -582,6 +583,14 @@ class EarthEngineProvider:
 
         t0 = time.perf_counter()
         table = self._table(sensor)
+        if table.info.processing_level == "embedding":
+            # One annual image per zone, dated 1 January: the window selects its calendar
+            # year (a window inside 2020 finds the 2020 layer), and zones meet, not blend.
+            check_product_sensor(sensor)
+            year = product_year(temporal, sensor.collection, (1, 9999))
+            assert year is not None
+            temporal = TemporalSpec.year(year)
+            sensor = dataclasses.replace(sensor, composite="mosaic", resampling="auto")
         mask = self._mask(table, sensor)
         grid = grid or request_grid(spatial, sensor)
         ee_bands = [table.band_ids[b] for b in sensor.bands]

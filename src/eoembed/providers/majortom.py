@@ -20,10 +20,14 @@ transposed relative to the pixel rows in some releases; not corrected here).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
+import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +36,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.bands import BandInfo, embedding_bands
-from eoembed.errors import DependencyNotFoundError, NoDataError, ProviderUnavailableError
+from eoembed.errors import (
+    DependencyNotFoundError,
+    EoembedError,
+    NoDataError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from eoembed.providers.products import ProductProvider, ProductTile, product_collection
+from eoembed.redact import redact
+from eoembed.retrying import RETRY_STATUSES, is_transient
 
 if TYPE_CHECKING:
     from eoembed.grid import Grid
@@ -144,39 +156,69 @@ class MajorTomProvider(ProductProvider):
     def _url(self, repo_id: str, path: str) -> str:
         return f"{self.endpoint}/datasets/{repo_id}/resolve/{self.revision}/{path}"
 
-    def shards(self, repo_id: str) -> list[str]:
-        """The set's ``embeddings/*.parquet`` paths, from the Hub's tree listing (cached)."""
-        from eoembed.providers.downloads import cached_download
+    def _folder(self, repo_id: str) -> Path:
+        return self._cache / repo_id.replace("/", "--")
 
-        listing = cached_download(
-            f"{self.endpoint}/api/datasets/{repo_id}/tree/{self.revision}/embeddings",
-            self._cache / repo_id.replace("/", "--") / "tree.json",
-        )
-        entries = json.loads(listing.read_text())
-        return sorted(e["path"] for e in entries
-                      if e.get("type") == "file" and e["path"].endswith(".parquet"))
+    def shards(self, repo_id: str) -> dict[str, str]:
+        """The set's ``embeddings/*.parquet`` paths and content ids, from the Hub's tree API.
 
-    def footer(self, repo_id: str, shard: str) -> list[dict[str, Any]]:
+        Every page of the listing (the API pages with ``Link: <...>; rel="next"``), kept
+        for :data:`LISTING_MAX_AGE_S`: a shard republished under the same name gets a new
+        content id, and with it new cache entries.
+        """
+        from eoembed.embedders.weights import offline
+
+        path = self._folder(repo_id) / "tree.json"
+        fresh = path.is_file() and (time.time() - path.stat().st_mtime < LISTING_MAX_AGE_S
+                                    or offline())
+        if fresh:
+            entries = json.loads(path.read_text())
+        else:
+            if offline():
+                raise ProviderUnavailableError(
+                    f"the Major TOM {repo_id} listing is not cached and downloads are off "
+                    "(EOEMBED_OFFLINE / HF_HUB_OFFLINE is set)"
+                )
+            entries = self._call(lambda: _list_tree(
+                f"{self.endpoint}/api/datasets/{repo_id}/tree/{self.revision}/embeddings"
+            ), f"{repo_id} listing")
+            _write_atomic(path, json.dumps(entries).encode())
+        return {
+            e["path"]: str((e.get("lfs") or {}).get("oid") or e.get("oid") or "")[:16]
+            for e in sorted(entries, key=lambda e: e["path"])
+            if e.get("type") == "file" and e["path"].endswith(".parquet")
+        }
+
+    def footer(self, repo_id: str, shard: str, oid: str = "") -> list[dict[str, Any]]:
         """Per row group of ``shard``: its rows and ``centre_lat``/``centre_lon`` ranges.
 
         Read from the file's footer once (a few range requests), then from the cache.
         """
-        key = f"{repo_id}/{shard}"
+        key = f"{repo_id}/{shard}@{oid}"
         with self._lock:
             if key in self._footers:
                 return self._footers[key]
-        path = self._cache / repo_id.replace("/", "--") / "footers" / f"{Path(shard).stem}.json"
+        path = self._folder(repo_id) / "footers" / f"{Path(shard).stem}.{oid}.json"
+        groups: list[dict[str, Any]] | None = None
         if path.is_file():
-            groups: list[dict[str, Any]] = json.loads(path.read_text())
-        else:
+            with contextlib.suppress(ValueError):  # damaged: read the footer again
+                groups = json.loads(path.read_text())
+        if groups is None:
+            self._check_online(shard)
             groups = self._call(lambda: self._read_footer(self._url(repo_id, shard)), shard)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(groups))
-            tmp.replace(path)
+            _write_atomic(path, json.dumps(groups).encode())
         with self._lock:
             self._footers[key] = groups
         return groups
+
+    def _check_online(self, what: str) -> None:
+        from eoembed.embedders.weights import offline
+
+        if offline():
+            raise ProviderUnavailableError(
+                f"Major TOM {what} is not cached and downloads are off "
+                "(EOEMBED_OFFLINE / HF_HUB_OFFLINE is set)"
+            )
 
     @staticmethod
     def _read_footer(url: str) -> list[dict[str, Any]]:
@@ -198,12 +240,21 @@ class MajorTomProvider(ProductProvider):
         return groups
 
     def _call(self, read: Any, what: str) -> Any:
+        """``read()`` retried on connection failures and retryable statuses only.
+
+        Raises:
+            ProviderUnavailableError: the server kept failing or could not be reached.
+            ProviderError: it refused (404, 403, ...) or sent what is not Parquet.
+        """
         try:
-            return self.read_retries.call(read).value
-        except (OSError, ValueError) as exc:  # aiohttp's errors are OSErrors; bad bytes
-            raise ProviderUnavailableError(
-                f"Major TOM {what} could not be read from {self.endpoint}: "
-                f"{type(exc).__name__}: {exc}"
+            return self.read_retries.call(read, retry_if=_transient).value
+        except Exception as exc:
+            if isinstance(exc, EoembedError) or not isinstance(exc, _http_errors()):
+                raise
+            kind = ProviderUnavailableError if _transient(exc) else ProviderError
+            raise kind(
+                f"Major TOM {what} could not be read from {redact(self.endpoint)}: "
+                f"{type(exc).__name__}: {redact(exc)}"
             ) from None
 
     def tiles(
@@ -213,39 +264,49 @@ class MajorTomProvider(ProductProvider):
         """One "tile": every row group whose fragment centres may fall near the region."""
         dataset = MAJORTOM_SETS[collection]
         west, south, east, north = spatial.lonlat_geometry().bounds
+        # A fragment's centre lies up to half its diagonal away: wider in longitude poleward.
+        lon_margin = _MARGIN_DEG / max(math.cos(math.radians(max(abs(south), abs(north)))),
+                                       0.01)
         chosen = []
-        for shard in self.shards(dataset.repo_id):
-            for i, group in enumerate(self.footer(dataset.repo_id, shard)):
+        for shard, oid in self.shards(dataset.repo_id).items():
+            for i, group in enumerate(self.footer(dataset.repo_id, shard, oid)):
                 lat, lon = group["centre_lat"], group["centre_lon"]
                 if lat is not None and not (lat[0] - _MARGIN_DEG <= north
                                             and south <= lat[1] + _MARGIN_DEG):
                     continue
-                if lon is not None and not (lon[0] - _MARGIN_DEG <= east
-                                            and west <= lon[1] + _MARGIN_DEG):
+                if lon is not None and not (lon[0] - lon_margin <= east
+                                            and west <= lon[1] + lon_margin):
                     continue
-                chosen.append((shard, i))
+                chosen.append((shard, oid, i))
         if not chosen:
             return []
-        ident = ",".join(f"{Path(s).stem}#{i}" for s, i in chosen)
+        ident = ",".join(f"{Path(s).stem}#{i}" for s, _, i in chosen)
         return [ProductTile(id=ident, year=None, source=(dataset, chosen, temporal))]
 
-    def row_group(self, repo_id: str, shard: str, index: int) -> Any:
+    def row_group(self, repo_id: str, shard: str, index: int, oid: str = "") -> Any:
         """Row group ``index`` of ``shard`` (the columns used), from the cache or the server."""
         pq = _pyarrow_parquet()
-        path = (self._cache / repo_id.replace("/", "--") / "rows"
-                / f"{Path(shard).stem}.{index}.parquet")
+        path = self._folder(repo_id) / "rows" / f"{Path(shard).stem}.{oid}.{index}.parquet"
         if path.is_file():
-            return pq.read_table(path)
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: evicted last
+            try:
+                return pq.read_table(path)
+            except (OSError, ValueError):  # damaged or evicted meanwhile: read it again
+                path.unlink(missing_ok=True)
+        self._check_online(f"{shard} row group {index}")
 
         def read() -> Any:
             with _http().open(self._url(repo_id, shard), "rb", block_size=1 << 20) as f:
                 return pq.ParquetFile(f).read_row_group(index, columns=list(COLUMNS))
 
+        from eoembed.providers.downloads import products_cache_bytes, trim_cache
+
         table = self._call(read, f"{shard} row group {index}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        sink = _buffer()
+        pq.write_table(table, sink)
+        _write_atomic(path, sink.getvalue().to_pybytes())
+        trim_cache(path.parent, products_cache_bytes(), protect=[path])
         return table
 
     # ------------------------------------------------------------------ pixels
@@ -258,7 +319,7 @@ class MajorTomProvider(ProductProvider):
 
         dataset, chosen, temporal = tile.source
         table = pa.concat_tables(
-            [self.row_group(dataset.repo_id, s, i) for s, i in chosen]
+            [self.row_group(dataset.repo_id, s, i, oid) for s, oid, i in chosen]
         )
         times = [_parse_timestamp(t) for t in table.column("timestamp").to_pylist()]
         keep = np.array([temporal is None or temporal.contains(d, d + dt.timedelta(days=1))
@@ -290,6 +351,77 @@ class MajorTomProvider(ProductProvider):
             flat = out.reshape(len(dims), -1)
             flat[:, pixel] = vectors[fragment][:, list(dims)].T
         return out
+
+
+LISTING_MAX_AGE_S = 7 * 86400.0
+"""How long a shard listing is used before it is asked for again."""
+
+
+def _buffer() -> Any:
+    """An in-memory Arrow output stream (a row group is written whole, then renamed in)."""
+    import pyarrow as pa
+
+    return pa.BufferOutputStream()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` under a unique temporary name, renamed when complete."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _list_tree(url: str) -> list[dict[str, Any]]:
+    """Every entry of a Hub tree listing, following its ``Link: rel="next"`` pages."""
+    import re
+    import urllib.request
+
+    from eoembed._version import __version__
+
+    entries: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url:
+        request = urllib.request.Request(next_url, headers={"User-Agent": f"eoembed/{__version__}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            entries.extend(json.loads(response.read()))
+            link = response.headers.get("Link") or ""
+        found = re.search(r'<([^>]+)>;\s*rel="next"', link)
+        next_url = found.group(1) if found else None
+    return entries
+
+
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """What reading over HTTP raises: OS and parse errors, and aiohttp's own."""
+    try:
+        import aiohttp
+    except ImportError:
+        return (OSError, ValueError, TimeoutError)
+    return (OSError, ValueError, TimeoutError, aiohttp.ClientError)
+
+
+def _transient(err: BaseException) -> bool:
+    """A connection failure or a status worth retrying; not a refusal or a bad file."""
+    status = getattr(err, "status", None) or getattr(err, "code", None)
+    if isinstance(status, int) and 100 <= status < 600:
+        return status in RETRY_STATUSES
+    if isinstance(err, (FileNotFoundError, PermissionError, ValueError)):
+        return False
+    try:
+        import aiohttp
+
+        if isinstance(err, aiohttp.ClientError):
+            return True
+    except ImportError:
+        pass
+    return isinstance(err, (ConnectionError, TimeoutError)) or is_transient(err)
 
 
 def _pyarrow_parquet() -> Any:

@@ -23,11 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eoembed.errors import NoDataError, ProviderUnavailableError, SpecError
+from eoembed.errors import (
+    EoembedError,
+    NoDataError,
+    ProviderError,
+    ProviderUnavailableError,
+    SpecError,
+)
 from eoembed.grid import NativeGrid
 from eoembed.providers.base import CollectionInfo, check_served, request_grid
 from eoembed.redact import redact
-from eoembed.retrying import RetryPolicy, http_status, is_transient
+from eoembed.retrying import RETRY_STATUSES, RetryPolicy, http_status, is_transient
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -36,7 +42,14 @@ if TYPE_CHECKING:
     from eoembed.grid import Grid
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["ProductProvider", "ProductTile", "product_collection", "product_year"]
+__all__ = [
+    "ProductProvider",
+    "ProductTile",
+    "check_product_sensor",
+    "footprint_mask",
+    "product_collection",
+    "product_year",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,40 @@ def product_year(
             reason=f"{product!r} is published for {first}..{last}, not {year}",
         )
     return year
+
+
+def check_product_sensor(sensor: SensorSpec) -> None:
+    """Refuse sensor settings a product cannot honour (it is read, not composited).
+
+    Raises:
+        SpecError: a resampling other than nearest, or a cloud mask.
+    """
+    if sensor.resampling not in ("auto", "nearest"):
+        raise SpecError(
+            "SensorSpec.resampling", sensor.resampling, allowed=["auto", "nearest"],
+            reason="published embeddings are resampled by nearest neighbour only (averaging "
+            "or interpolating vectors would make ones the product does not have)",
+        )
+    if sensor.mask not in ("auto", "none"):
+        raise SpecError("SensorSpec.mask", sensor.mask, allowed=["auto", "none"],
+                        reason="a published product has no cloud mask to apply")
+
+
+def footprint_mask(spatial: SpatialSpec, grid: Grid) -> np.ndarray:
+    """``(y, x)`` True where a pixel touches the region's footprint.
+
+    The whole grid for boxes and squares in the grid's CRS; for other shapes (a polygon, a
+    lon/lat box on a UTM grid) the pixels outside are left out, so pooled means are over
+    the region, not its bounding box.
+    """
+    from rasterio.features import geometry_mask
+
+    from eoembed.grid import reproject_geometry
+
+    shape = reproject_geometry(spatial.geometry(), spatial.crs, grid.crs)
+    mask: np.ndarray = geometry_mask([shape], out_shape=grid.shape, transform=grid.transform,
+                                     all_touched=True, invert=True)
+    return mask
 
 
 def product_collection(
@@ -131,9 +178,14 @@ class ProductProvider(ABC):
         """
         from rasterio.errors import RasterioError
 
+        from eoembed.providers._raster import _broken_off
+
         def worth(err: BaseException) -> bool:
+            if isinstance(err, EoembedError):  # said already (retried inside if worth it)
+                return False
             if isinstance(err, RasterioError):
-                return http_status(err) is None or is_transient(err)
+                status = http_status(err)
+                return _broken_off(err) if status is None else status in RETRY_STATUSES
             return is_transient(err)
 
         try:
@@ -141,10 +193,15 @@ class ProductProvider(ABC):
                 lambda: self.read_tile(tile, grid, dims), retry_if=worth
             ).value
         except (RasterioError, OSError) as err:
-            if not worth(err):
+            if isinstance(err, EoembedError):
                 raise
-            raise ProviderUnavailableError(
-                f"{self.name!r}: tile {tile.id} could not be read: {redact(err)}"
+            if worth(err):
+                raise ProviderUnavailableError(
+                    f"{self.name!r}: tile {tile.id} could not be read: {redact(err)}"
+                ) from None
+            raise ProviderError(
+                f"{self.name!r}: tile {tile.id} ({redact(str(tile.source))}) cannot be read: "
+                f"{redact(err)}"
             ) from None
 
     def fetch(
@@ -162,8 +219,10 @@ class ProductProvider(ABC):
 
         t0 = time.perf_counter()
         info = check_served(self.name, self.collections(), sensor)
+        check_product_sensor(sensor)
         year = product_year(temporal, sensor.collection, self.years)
         grid = grid or request_grid(spatial, sensor, info)
+        inside = footprint_mask(spatial, grid)
         names = info.band_names
         dims = [names.index(b) for b in sensor.bands]
         tiles = list(self.tiles(spatial, year, collection=sensor.collection, temporal=temporal))
@@ -179,7 +238,7 @@ class ProductProvider(ABC):
         used = []
         for tile in tiles:
             values = self._read(tile, grid, dims)
-            has = np.isfinite(values).all(axis=0) & ~valid
+            has = np.isfinite(values).all(axis=0) & ~valid & inside
             if has.any():
                 data[:, has] = values[:, has]
                 valid |= has

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eoembed.bands import embedding_bands
-from eoembed.errors import DependencyNotFoundError, ProviderUnavailableError
+from eoembed.errors import ChecksumError, DependencyNotFoundError, ProviderUnavailableError
 from eoembed.providers.products import ProductProvider, ProductTile, product_collection
 
 if TYPE_CHECKING:
@@ -62,11 +63,13 @@ def _geotessera() -> Any:
 
 @contextlib.contextmanager
 def _server(base_url: str) -> Iterator[None]:
-    """Geotessera's downloads go to ``base_url`` inside the block (restored after)."""
+    """Geotessera's downloads go to ``base_url`` inside the block (restored after).
+
+    Every caller holds the lock, whatever its server: a thread reading from the default
+    server must not start while another has pointed the module elsewhere. Files already
+    downloaded return at once, so only downloads wait for each other.
+    """
     registry = _geotessera().registry
-    if base_url == registry.TESSERA_BASE_URL:
-        yield
-        return
     with _SERVER_LOCK:
         previous = registry.TESSERA_BASE_URL
         registry.TESSERA_BASE_URL = base_url
@@ -100,6 +103,8 @@ class TesseraProvider(ProductProvider):
         self._cache = Path(cache_dir) if cache_dir else products_cache_dir() / "tessera" / key
         self._client: Any = None
         self._lock = threading.Lock()
+        self._in_use: dict[Path, int] = {}
+        """Tile files being read, by how many threads: never evicted meanwhile."""
         self._collections = {
             TESSERA_COLLECTION: product_collection(
                 TESSERA_COLLECTION, TESSERA_BANDS, "TESSERA annual embeddings, 128-d, 10 m"
@@ -157,20 +162,61 @@ class TesseraProvider(ProductProvider):
 
     def read_tile(self, tile: ProductTile, grid: Grid, dims: Sequence[int]) -> np.ndarray:
         """The tile's window under ``grid``, dequantised, onto ``grid`` by nearest neighbour."""
+        from eoembed.providers.downloads import products_cache_bytes, trim_cache
+
+        files, downloaded = self._files(tile)
+        try:
+            return self._window(files, grid, dims)
+        finally:
+            with self._lock:
+                for path in files:
+                    self._in_use[path] -= 1
+                    if not self._in_use[path]:
+                        del self._in_use[path]
+                if downloaded:  # a tile came in: keep the folder under its limit
+                    trim_cache(self._cache / "tiles", products_cache_bytes(),
+                               protect=list(self._in_use))
+
+    def _files(self, tile: ProductTile) -> tuple[tuple[Path, Path, Path], bool]:
+        """The tile's codes, scales and landmask, downloaded if missing, marked in use."""
+        from eoembed.embedders.weights import offline
+
+        lon, lat = tile.source
+        registry = self.client().registry
+        known = _geotessera().registry
+        cached = (self._cache / "tiles" / known.EMBEDDINGS_DIR_NAME
+                  / known.tile_to_embedding_paths(lon, lat, tile.year)[0]).is_file()
+        if not cached and offline():
+            raise ProviderUnavailableError(
+                f"TESSERA tile {tile.id} is not cached in {self._cache / 'tiles'} and "
+                "downloads are off (EOEMBED_OFFLINE / HF_HUB_OFFLINE is set)"
+            )
+        try:
+            with _server(self.base_url):
+                paths = (
+                    Path(registry.fetch(year=tile.year, lon=lon, lat=lat, progressbar=False)),
+                    Path(registry.fetch(year=tile.year, lon=lon, lat=lat, is_scales=True,
+                                        progressbar=False)),
+                    Path(registry.fetch_landmask(lon=lon, lat=lat, progressbar=False)),
+                )
+                with self._lock:
+                    for path in paths:  # recently used: evicted last; in use: not at all
+                        with contextlib.suppress(OSError):
+                            os.utime(path)
+                        self._in_use[path] = self._in_use.get(path, 0) + 1
+        except ValueError as exc:  # geotessera's wording of a hash mismatch
+            raise ChecksumError(f"TESSERA tile {tile.id}: {exc}") from None
+        return paths, not cached
+
+    def _window(
+        self, files: tuple[Path, Path, Path], grid: Grid, dims: Sequence[int]
+    ) -> np.ndarray:
+        """The files' window under ``grid``, dequantised and resampled onto it."""
         import rasterio
         from rasterio.warp import Resampling, reproject, transform_bounds
         from rasterio.windows import Window, from_bounds
 
-        lon, lat = tile.source
-        registry = self.client().registry
-        try:
-            with _server(self.base_url):
-                codes_path = registry.fetch(year=tile.year, lon=lon, lat=lat, progressbar=False)
-                scales_path = registry.fetch(year=tile.year, lon=lon, lat=lat,
-                                             is_scales=True, progressbar=False)
-                landmask = registry.fetch_landmask(lon=lon, lat=lat, progressbar=False)
-        except ValueError as exc:  # geotessera's wording of a hash mismatch
-            raise ProviderUnavailableError(f"TESSERA tile {tile.id}: {exc}") from None
+        codes_path, scales_path, landmask = files
         with rasterio.open(landmask) as src:
             crs, transform = src.crs, src.transform
         codes = np.load(codes_path, mmap_mode="r")
@@ -201,4 +247,5 @@ class TesseraProvider(ProductProvider):
             src_crs=crs, src_nodata=np.nan, dst_transform=grid.transform, dst_crs=grid.crs,
             dst_nodata=np.nan, resampling=Resampling.nearest,
         )
+        del codes, scales  # the memory maps, before any file may be evicted
         return out
