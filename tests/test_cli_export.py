@@ -110,7 +110,8 @@ def test_example_job_builds_the_export_arguments() -> None:
         "quantize": None,
         "device": "auto", "batch_size": 16, "fetch_workers": 4, "on_error": "continue",
         "max_retries": 2, "retry_backoff_s": 0.5, "resume": True, "overwrite": False,
-        "progress": True,
+        "progress": True, "engine": "local", "client": None, "partition_size": None,
+        "resources": None,
     }
 
 

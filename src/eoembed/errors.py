@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "CapabilityError",
     "ChecksumError",
+    "ClusterUnavailableError",
     "CorruptExportError",
     "CorruptFileError",
     "DependencyNotFoundError",
@@ -30,6 +31,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailableError",
     "RegionTooLargeError",
+    "RemoteTaskError",
     "SpecError",
     "UnknownFormatError",
     "UnknownModelError",
@@ -174,6 +176,14 @@ class ProviderUnavailableError(ProviderError, ConnectionError):
 
 class ProductFileNotFoundError(ProviderError, FileNotFoundError):
     """A published product's file (index, registry, map) is not where it was said to be."""
+
+
+class ClusterUnavailableError(EoembedError, ConnectionError):
+    """The Dask scheduler cannot be reached or went away; finished work is recorded."""
+
+
+class RemoteTaskError(EoembedError, RuntimeError):
+    """A region failed on a cluster worker; the message carries the worker's error."""
 
 
 class DependencyNotFoundError(EoembedError, ImportError):

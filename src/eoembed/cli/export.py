@@ -28,6 +28,7 @@ from eoembed.cli.options import (
     ConfigOpt,
     CrsOpt,
     EndOpt,
+    EngineOpt,
     FetchWorkersOpt,
     FillValueOpt,
     FormatOpt,
@@ -54,6 +55,7 @@ from eoembed.cli.options import (
     ResamplingOpt,
     ResumeOpt,
     ScaleOpt,
+    SchedulerOpt,
     StartOpt,
     YearOpt,
     parse_bbox,
@@ -147,6 +149,8 @@ def export_command(
     quiet: QuietOpt = False,
     chips: ChipsOpt = None,
     chip_sensor: ChipSensorOpt = None,
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Embed many regions with one or more models and write them to --out.
 
@@ -167,6 +171,7 @@ def export_command(
         output=_given(mode=output, pooling=pooling) or None, out=out, provider=provider,
         device=device, precision=precision, batch_size=batch_size, fetch_workers=fetch_workers, on_error=on_error,
         max_retries=max_retries, resume=resume, overwrite=overwrite, quiet=quiet or None,
+        engine=engine, scheduler=scheduler,
         model_args=parse_model_args_by_model(arg) if arg else None,
         sensor=sensor_fields(collection, bands, scale_m, cloudy_pct, composite, mask, resampling,
                              fill_value) or None,

@@ -17,12 +17,10 @@ import typer
 from eoembed.specs.sensor import COMPOSITES, MASKS, RESAMPLINGS
 
 __all__ = [
-    "GRID_SUFFIXES",
-    "POOLED_SUFFIXES",
     "ArgsOpt",
     "BBoxOpt",
-    "BatchSizeOpt",
     "BandsOpt",
+    "BatchSizeOpt",
     "BufferOpt",
     "CloudyPctOpt",
     "CollectionOpt",
@@ -31,9 +29,13 @@ __all__ = [
     "CrsOpt",
     "DeviceOpt",
     "EndOpt",
+    "Engine",
+    "EngineOpt",
     "FetchWorkersOpt",
     "FillValueOpt",
     "FormatOpt",
+    "FramesOpt",
+    "GRID_SUFFIXES",
     "JobArgsOpt",
     "JobBufferOpt",
     "JobDeviceOpt",
@@ -41,34 +43,35 @@ __all__ = [
     "JobOutOpt",
     "JobOutputOpt",
     "JobPoolingOpt",
-    "FramesOpt",
     "JobProviderOpt",
     "JsonOpt",
+    "LatOpt",
+    "LonOpt",
+    "MaskOpt",
     "MaxRetriesOpt",
+    "ModelArg",
+    "ModelOpt",
+    "ModelsArg",
     "OnError",
     "OnErrorOpt",
+    "OutOpt",
+    "OutputMode",
+    "OutputOpt",
     "OverwriteOpt",
+    "POOLED_SUFFIXES",
+    "PngOpt",
+    "Pooling",
+    "PoolingOpt",
+    "PrecisionMode",
+    "PrecisionOpt",
     "Quantize",
     "QuantizeOpt",
+    "QuietOpt",
     "RegionsOpt",
     "ResamplingOpt",
     "ResumeOpt",
     "ScaleOpt",
-    "LatOpt",
-    "LonOpt",
-    "MaskOpt",
-    "ModelArg",
-    "ModelOpt",
-    "ModelsArg",
-    "OutOpt",
-    "OutputMode",
-    "OutputOpt",
-    "PngOpt",
-    "PrecisionMode",
-    "PrecisionOpt",
-    "Pooling",
-    "PoolingOpt",
-    "QuietOpt",
+    "SchedulerOpt",
     "StartOpt",
     "YearOpt",
     "check_out_path",
@@ -382,6 +385,26 @@ BatchSizeOpt = Annotated[
 FetchWorkersOpt = Annotated[
     int | None, typer.Option("--fetch-workers", min=1, rich_help_panel=_RUN,
                              help="Parallel provider reads (default 4)."),
+]
+
+
+class Engine(StrEnum):
+    """Where an export runs."""
+
+    local = "local"
+    dask = "dask"
+
+
+EngineOpt = Annotated[
+    Engine | None,
+    typer.Option("--engine", rich_help_panel=_RUN,
+                 help="local: threads in this process (default); dask: partitions as tasks on "
+                 "a Dask cluster (--scheduler, or a local cluster of this machine's cores)."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", metavar="ADDRESS", rich_help_panel=_RUN,
+                 help="--engine dask: the scheduler's address (tcp://host:8786)."),
 ]
 
 

@@ -404,6 +404,13 @@ class ExportConfig(_Section):
     retry_backoff_s: float = Field(default=0.5, ge=0)
     resume: bool = True
     overwrite: bool = False
+    # Where it runs
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+    """``engine: dask``: the scheduler's address (``tcp://host:8786``); none: a local cluster."""
+    partition_size: int | None = Field(default=None, gt=0)
+    resources: dict[str, float] | None = None
+    """``engine: dask``: resources each task needs (``{GPU: 1}``)."""
     # UI
     progress: bool = True
     quiet: bool = False
@@ -610,6 +617,10 @@ class ExportConfig(_Section):
             "resume": self.resume,
             "overwrite": self.overwrite,
             "progress": self.progress and not self.quiet,
+            "engine": self.engine,
+            "client": self.scheduler,
+            "partition_size": self.partition_size,
+            "resources": self.resources,
         }
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from eoembed.embedders.context import SampleContext
 from eoembed.errors import NoDataError
 from eoembed.pipeline.integrity import checksum
-from eoembed.pipeline.manifest import Manifest, ManifestEntry
+from eoembed.pipeline.manifest import Manifest, ManifestEntry, MemoryManifest
 from eoembed.pipeline.plan import FetchTask, Job, ModelPlan
 from eoembed.pipeline.retry import RetryPolicy, attempts_of
 from eoembed.redact import redact
@@ -129,7 +129,7 @@ class _WriteStage(threading.Thread):
     def __init__(
         self,
         writers: dict[str, Writer],
-        manifest: Manifest,
+        manifest: Manifest | MemoryManifest,
         counts: RunCounts,
         settings: EngineSettings,
         on_done: Callable[[int], None],
@@ -444,7 +444,7 @@ def run_plan(
     temporal: TemporalSpec,
     output: OutputSpec,
     writers: dict[str, Writer],
-    manifest: Manifest,
+    manifest: Manifest | MemoryManifest,
     settings: EngineSettings,
     counts: RunCounts | None = None,
     on_done: Callable[[int], None] = lambda n: None,
@@ -483,7 +483,7 @@ def _run(
     temporal: TemporalSpec,
     output: OutputSpec,
     writers: dict[str, Writer],
-    manifest: Manifest,
+    manifest: Manifest | MemoryManifest,
     settings: EngineSettings,
     counts: RunCounts,
     on_done: Callable[[int], None],

@@ -43,7 +43,7 @@ from eoembed.pipeline.folder import (
     write_job,
 )
 from eoembed.pipeline.integrity import verify
-from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, read_manifest
+from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, ManifestEntry, read_manifest
 from eoembed.pipeline.plan import Job, ModelPlan, model_request, plan_fetches
 from eoembed.pipeline.progress import export_progress
 from eoembed.pipeline.retry import RetryPolicy
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["JOB_FILE", "ExportResult", "export_batch", "load_export", "model_dir"]
 
 ON_ERROR = ("raise", "continue")
+ENGINES = ("local", "dask")
 QUANTIZE = (None, "int8")
 
 
@@ -151,6 +152,11 @@ def export_batch(
     retry_backoff_s: float = 0.5,
     resume: bool = True,
     overwrite: bool = False,
+    # Where it runs
+    engine: str = "local",
+    client: Any = None,
+    partition_size: int | None = None,
+    resources: Mapping[str, float] | None = None,
     # UI
     progress: bool = True,
 ) -> ExportResult:
@@ -202,6 +208,16 @@ def export_batch(
             checking their files (size, sha256): missing, truncated or changed ones are redone.
         overwrite: delete an earlier export in ``out`` first (only the folders its
             ``export.json`` names inside ``out``).
+        engine: ``"local"`` (threads in this process) or ``"dask"``: partitions of the plan
+            run as tasks on a Dask cluster, each worker writing into ``out`` and the client
+            appending their manifest entries; the same files and numbers as ``"local"``, and
+            either engine resumes the other's export.
+        client: for ``engine="dask"``: a ``distributed.Client``, a scheduler address
+            (``"tcp://host:8786"``), or None for a ``LocalCluster`` of this machine's cores.
+        partition_size: fetch tasks per Dask task (default
+            :data:`~eoembed.pipeline.dask_engine.DEFAULT_PARTITION`).
+        resources: Dask resources each task needs (``{"GPU": 1}``: only workers started with
+            ``--resources GPU=1`` run the models).
         progress: show a progress bar on stderr.
 
     ``out`` holds one request, fixed when it is created: every argument that decides the
@@ -242,6 +258,14 @@ def export_batch(
     output = output or OutputSpec.pooled()
     check_types(temporal, output, sensor)
     _check_options(on_error, quantize, batch_size, fetch_workers, max_retries, retry_backoff_s)
+    if engine not in ENGINES:
+        raise SpecError("engine", engine, allowed=ENGINES)
+    if engine == "local" and (client is not None or resources):
+        raise SpecError("client", client if client is not None else resources,
+                        allowed="client= and resources= with engine='dask' only")
+    if partition_size is not None and (isinstance(partition_size, bool) or
+                                       not isinstance(partition_size, int) or partition_size < 1):
+        raise SpecError("partition_size", partition_size, allowed="a whole number >= 1")
     writer_cls = get_writer(format)
     if output.mode not in writer_cls.modes:
         raise CapabilityError(
@@ -294,6 +318,10 @@ def export_batch(
         check_grids(regions, chosen[model_id],
                     options[model_id] if on_error == "raise" else None, model_id)
 
+    if engine == "dask":
+        from eoembed.pipeline.dask_engine import check_shippable
+
+        check_shippable(provider if provider is not None else source.name)
     out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
     with export_lock(out):
@@ -349,11 +377,33 @@ def export_batch(
         counts = RunCounts()
         try:
             with export_progress(plan.todo, counts, enabled=progress) as advance:
-                run_plan(
-                    plan.tasks, plans, provider=source, temporal=temporal, output=output,
-                    writers=writers, manifest=manifest, settings=settings, counts=counts,
-                    on_done=advance, frames=frames,
-                )
+                if engine == "dask":
+                    from eoembed.pipeline.dask_engine import (
+                        DEFAULT_PARTITION,
+                        WorkerPlan,
+                        run_plan_dask,
+                    )
+
+                    appended = run_plan_dask(
+                        plan.tasks,
+                        [WorkerPlan.of(p, model_args.get(p.model, {}), device, batch_size)
+                         for p in plans],
+                        client=client, provider=provider if provider is not None else
+                        source.name, temporal=temporal, output=output, folders=folders,
+                        writer_format=format,
+                        schemas={m: w.schema for m, w in writers.items()},
+                        manifest=manifest, settings=settings, counts=counts,
+                        on_done=advance, frames=frames,
+                        partition_size=partition_size or DEFAULT_PARTITION,
+                        resources=resources,
+                    )
+                    _remove_unrecorded(writer_cls, folders, manifest, appended)
+                else:
+                    run_plan(
+                        plan.tasks, plans, provider=source, temporal=temporal, output=output,
+                        writers=writers, manifest=manifest, settings=settings, counts=counts,
+                        on_done=advance, frames=frames,
+                    )
         finally:
             for writer in writers.values():
                 writer.close()
@@ -530,6 +580,27 @@ def _conflict(stale: list[Job], out: Path) -> ExportConflictError:
         "export.",
         ["request"],
     )
+
+
+def _remove_unrecorded(
+    writer_cls: type[Writer], folders: Mapping[str, Path], manifest: Manifest,
+    appended: Sequence[ManifestEntry],
+) -> None:
+    """Delete data files no manifest entry names.
+
+    What cluster tasks lost with their workers wrote before they could report (their reruns
+    wrote the recorded copies).
+    """
+    recorded: dict[str, set[str]] = {m: set() for m in folders}
+    latest = dict(manifest.entries)
+    latest.update((e.id, e) for e in appended)
+    for entry in latest.values():
+        if entry.status == "ok" and entry.model in recorded:
+            recorded[entry.model].update(entry.files)
+    for model, directory in folders.items():
+        if directory.exists():
+            orphans = set(writer_cls.list_files(directory)) - recorded[model]
+            writer_cls.remove(directory, sorted(orphans))
 
 
 def _open_writers(

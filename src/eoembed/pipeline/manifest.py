@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 from eoembed.redact import redact
 
-__all__ = ["MANIFEST_NAME", "Manifest", "ManifestEntry", "Status", "read_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "Manifest",
+    "ManifestEntry",
+    "MemoryManifest",
+    "Status",
+    "read_manifest",
+]
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -111,6 +118,29 @@ class Manifest:
     def ok_entries(self, model: str) -> list[ManifestEntry]:
         """The entries of ``model`` whose latest outcome is ``ok``."""
         return [e for e in self.entries.values() if e.model == model and e.status == "ok"]
+
+
+class MemoryManifest:
+    """What a cluster task records: entries kept in memory for the client to append.
+
+    Has the :class:`Manifest` methods the engine calls; the client owns the real file, so
+    outcomes reach it only with the task's result (a task lost with its worker records
+    nothing, and runs again).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.collected: list[ManifestEntry] = []
+        self.entries: dict[str, ManifestEntry] = {}
+
+    def append(self, entries: Iterable[ManifestEntry]) -> None:
+        """Keep outcomes (stamped with the time, as the file's are)."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        batch = list(entries)
+        for entry in batch:
+            entry.time = entry.time or now
+        with self._lock:
+            self.collected.extend(batch)
 
 
 def read_manifest(out: str | Path) -> list[ManifestEntry]:

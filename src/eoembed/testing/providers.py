@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from eoembed.providers.base import Provider
     from eoembed.specs import SensorSpec, SpatialSpec, TemporalSpec
 
-__all__ = ["CountingProvider", "FakeProvider", "FetchCall"]
+__all__ = ["CountingProvider", "DelayedProvider", "FakeProvider", "FetchCall"]
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", float, "np.ndarray")
 
@@ -150,3 +150,39 @@ class FakeProvider:
             "fetch_seconds": 0.0,
         }
         return to_dataarray(data, sensor.bands, grid, attrs)
+
+
+class DelayedProvider:
+    """A named provider whose every ``fetch`` first waits ``seconds``; picklable by name.
+
+    For cluster tests: it travels to worker processes as the inner provider's name and a
+    delay, so a run lasts long enough to lose a worker or a scheduler in the middle of it.
+    """
+
+    def __init__(self, inner: str, seconds: float) -> None:
+        self.inner_name = inner
+        self.seconds = seconds
+        self.name = inner
+
+    def _inner(self) -> Provider:
+        from eoembed.providers.registry import get_provider
+
+        return get_provider(self.inner_name)
+
+    def collections(self) -> Mapping[str, CollectionInfo]:
+        """The inner provider's collections."""
+        return self._inner().collections()
+
+    def fetch(
+        self,
+        spatial: SpatialSpec,
+        temporal: TemporalSpec,
+        sensor: SensorSpec,
+        *,
+        grid: Grid | None = None,
+    ) -> xr.DataArray:
+        """Wait, then delegate."""
+        import time
+
+        time.sleep(self.seconds)
+        return self._inner().fetch(spatial, temporal, sensor, grid=grid)

@@ -192,6 +192,10 @@ class Writer(ABC):
     """Modules that must import for this engine to be available."""
     extra: ClassVar[str] = "export"
     """The pip extra that installs :attr:`requires`."""
+    replace_unrecorded: bool = False
+    """Replace a per-record file that already exists instead of refusing. Only for callers
+    that write records no manifest holds (a cluster task run again after its worker died:
+    the first attempt's files were never recorded)."""
 
     def __init__(self, directory: Path, schema: EmbeddingSchema) -> None:
         if schema.mode not in self.modes:
@@ -249,6 +253,8 @@ class Writer(ABC):
         """
         records = self.prepare(records)
         for record in records:
+            if self.replace_unrecorded and (self.directory / relpath(record)).exists():
+                _remove(self.directory / relpath(record))  # a lost attempt's, never recorded
             if (self.directory / relpath(record)).exists():
                 raise ExportConflictError(
                     f"{self.directory / relpath(record)} already exists; eoembed never"
