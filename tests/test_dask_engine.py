@@ -40,8 +40,13 @@ def cluster() -> Any:
 
 
 def _pooled(out: Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    # nothing written twice: counted in the files themselves (load_export drops duplicates)
+    ids = [i for part in sorted((out / "mosaiks").glob("part-*.parquet"))
+           for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()]
+    assert len(ids) == len(set(ids)), "a record written twice"
     frame = load_export(out)
-    assert frame["id"].is_unique  # nothing written twice
     return {row["id"]: np.asarray(row["embedding"]) for _, row in frame.iterrows()}
 
 
@@ -114,11 +119,15 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path) ->
         thread = threading.Thread(target=run)
         thread.start()
         deadline = time.monotonic() + 120
-        while len(read_manifest(out)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pids = client.run(os.getpid)
-        victim = min(pids.values())
-        os.kill(victim, signal.SIGKILL)  # mid-partition: the other worker has its own
+        busy: list[str] = []
+        while time.monotonic() < deadline:  # a worker in the middle of a partition
+            busy = [w for w, keys in client.processing().items() if keys]
+            if len(read_manifest(out)) >= 4 and busy:
+                break
+            time.sleep(0.05)
+        assert busy
+        victim = client.run(os.getpid)[busy[0]]
+        os.kill(victim, signal.SIGKILL)
         thread.join(timeout=300)
         assert not thread.is_alive()
         assert victim not in client.run(os.getpid).values()  # really gone (the nanny restarts)
@@ -147,14 +156,13 @@ def test_a_scheduler_that_goes_away_leaves_a_resumable_folder(tmp_path: Path) ->
     slow = DelayedProvider("sample", 0.25)
     local = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                      dashboard_address=":0")
-    client = distributed.Client(local)
     errors: list[BaseException] = []
 
-    def run() -> None:
+    def run() -> None:  # by address, as the command line connects
         try:
             export_batch(POINTS, "mosaiks", temporal=WINDOW, out=out, model_args=ARGS,
-                         engine="dask", client=client, partition_size=2, provider=slow,
-                         progress=False)
+                         engine="dask", client=local.scheduler_address, partition_size=2,
+                         provider=slow, progress=False)
         except BaseException as exc:  # noqa: BLE001 (inspected below)
             errors.append(exc)
 
@@ -165,7 +173,6 @@ def test_a_scheduler_that_goes_away_leaves_a_resumable_folder(tmp_path: Path) ->
         time.sleep(0.1)
     local.close()  # scheduler and worker gone mid-run
     thread.join(timeout=120)
-    client.close()
     assert not thread.is_alive() and errors
     assert isinstance(errors[0], ClusterUnavailableError), repr(errors[0])
     assert "run the same export again" in str(errors[0])
@@ -223,3 +230,9 @@ def test_a_provider_that_cannot_travel_is_refused_before_anything_is_written(
     with pytest.raises(SpecError, match="engine"):
         export_batch(POINTS[:2], "mosaiks", temporal=WINDOW, out=tmp_path / "out",
                      engine="spark", progress=False)
+    with pytest.raises(SpecError, match="mix precisions"):  # each worker would pick its own
+        export_batch(POINTS[:2], "ssl4eo-s12-vit-s16-dino", temporal=WINDOW,
+                     out=tmp_path / "out", engine="dask", progress=False,
+                     model_args={"ssl4eo-s12-vit-s16-dino": {"precision": "auto",
+                                                             "weights": "random"}})
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -83,7 +84,10 @@ class WorkerPlan:
 
 @dataclass
 class _Job:
-    """What every partition of one export shares (sent to each worker once)."""
+    """What every partition of one export shares.
+
+    Sent with each task, never scattered: a copy lost with a worker is never the last one.
+    """
 
     folders: dict[str, str]
     format: str
@@ -94,6 +98,17 @@ class _Job:
     output: OutputSpec
     settings: EngineSettings
     frames: int | None
+    seq_base: int
+    """Part numbers of partition ``i`` start at ``seq_base + i * SEQ_STRIDE``: no listing of
+    the folder per task, no two partitions on one number."""
+
+
+SEQ_STRIDE = 1000
+"""Part-number slots per partition (a partition writes a part per ``rows_per_part`` rows)."""
+
+_PARTITION_LOCK = threading.Lock()
+"""One partition at a time per worker process: a worker with several threads would run two
+forward passes on one cached model, and precision scopes change process-wide settings."""
 
 
 @dataclass
@@ -108,34 +123,39 @@ class _Result:
     error: str | None = None
     """``Type: message`` of the error that stopped the partition: a region's under
     ``on_error="raise"``, or the worker's setup (a model or provider it cannot build)."""
+    version: str = ""
 
 
 def _run_partition(job: _Job, index: int, tasks: list[FetchTask]) -> _Result:
     """Run one partition in a worker with the local engine; return what it recorded."""
+    from eoembed._version import __version__
     from eoembed.pipeline.engine import RunCounts, run_plan
     from eoembed.pipeline.manifest import MemoryManifest
     from eoembed.providers.registry import get_provider
+    from eoembed.redact import redact
     from eoembed.writers import get_writer
 
     sink = MemoryManifest()
     counts = RunCounts()
     error = None
-    try:  # writers are not closed here: the client finishes stores (Zarr) once, at the end
-        provider = get_provider(job.provider)
-        plans = [p.build() for p in job.plans]
-        writer_cls = get_writer(job.format)
-        writers = {}
-        for plan in plans:
-            writer = writer_cls(Path(job.folders[plan.model]), job.schemas[plan.model])
-            writer.replace_unrecorded = True
-            writers[plan.model] = writer
-        run_plan(tasks, plans, provider=provider, temporal=job.temporal, output=job.output,
-                 writers=writers, manifest=sink, settings=job.settings, counts=counts,
-                 frames=job.frames)
-    except Exception as exc:  # noqa: BLE001 (reported to the client with what was recorded)
-        error = f"{type(exc).__name__}: {exc}"
+    with _PARTITION_LOCK:
+        try:  # writers are not closed here: the client finishes stores (Zarr) once, at the end
+            provider = get_provider(job.provider)
+            plans = [p.build() for p in job.plans]
+            writer_cls = get_writer(job.format)
+            writers = {}
+            for plan in plans:
+                writer = writer_cls(Path(job.folders[plan.model]), job.schemas[plan.model])
+                writer.replace_unrecorded = True
+                writer._next_seq = job.seq_base + index * SEQ_STRIDE
+                writers[plan.model] = writer
+            run_plan(tasks, plans, provider=provider, temporal=job.temporal,
+                     output=job.output, writers=writers, manifest=sink,
+                     settings=job.settings, counts=counts, frames=job.frames)
+        except Exception as exc:  # noqa: BLE001 (reported to the client with what was recorded)
+            error = redact(f"{type(exc).__name__}: {exc}")
     return _Result(index, sum(len(t.jobs) for t in tasks), sink.collected, counts.fetches,
-                   socket.gethostname(), error)
+                   socket.gethostname(), error, __version__)
 
 
 def check_shippable(provider: object) -> None:
@@ -169,25 +189,44 @@ def _distributed() -> Any:
 
 @contextlib.contextmanager
 def _client(client: Any) -> Iterator[Any]:
-    """A ``distributed.Client``: the one given, one to the address given, or a local cluster."""
+    """A ``distributed.Client``: the one given, one to the address given, or a local cluster.
+
+    Only connecting is translated to :class:`ClusterUnavailableError` here; errors of the
+    run itself pass through as they are.
+    """
     distributed = _distributed()
     if isinstance(client, distributed.Client):
         yield client
         return
-    try:
-        if client is None:
-            cluster = distributed.LocalCluster(processes=True, threads_per_worker=1,
-                                               dashboard_address=":0")
-            with cluster, distributed.Client(cluster) as owned:
-                yield owned
-            return
-        timeout = importlib.import_module("dask").config.get("distributed.comm.timeouts.connect")
-        with distributed.Client(str(client), timeout=timeout) as owned:
-            yield owned
-    except (OSError, TimeoutError) as exc:
-        raise ClusterUnavailableError(
-            f"no Dask scheduler at {client!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    with contextlib.ExitStack() as stack:
+        try:
+            if client is None:
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    processes=True, threads_per_worker=1, dashboard_address=":0"))
+                owned = stack.enter_context(distributed.Client(cluster))
+            else:
+                timeout = importlib.import_module("dask").config.get(
+                    "distributed.comm.timeouts.connect")
+                address = getattr(client, "scheduler_address", None) or str(client)
+                owned = stack.enter_context(distributed.Client(address, timeout=timeout))
+        except (OSError, TimeoutError) as exc:
+            raise ClusterUnavailableError(
+                f"no Dask scheduler at {client!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        yield owned
+
+
+def _check_versions(dask: Any) -> None:
+    """Refuse workers running another eoembed: their results would carry our fingerprints."""
+    from eoembed._version import __version__
+
+    versions = dask.run(lambda: importlib.import_module("eoembed").__version__)
+    other = {w: v for w, v in versions.items() if v != __version__}
+    if other:
+        raise SpecError(
+            "client", min(other), allowed=f"workers with eoembed {__version__}",
+            reason=f"worker(s) run eoembed {', '.join(sorted(set(other.values())))}",
+        )
 
 
 def run_plan_dask(
@@ -208,11 +247,15 @@ def run_plan_dask(
     frames: int | None = None,
     partition_size: int = DEFAULT_PARTITION,
     resources: Mapping[str, float] | None = None,
-) -> list[ManifestEntry]:
+) -> dict[str, set[str]]:
     """Run ``tasks`` on a Dask cluster; append each partition's entries to ``manifest``.
 
-    Returns every entry appended. ``resources`` (e.g. ``{"GPU": 1}``) route tasks to the
-    workers that declare them.
+    At most twice as many partitions as the cluster has threads are submitted at a time, and
+    each result is released once recorded: the scheduler never recomputes a finished
+    partition because a worker died, and memory on both sides stays that of a window. On an
+    error, the partitions already running are waited for and recorded before it is raised.
+    Returns, per model, the files the recorded ``ok`` entries of this run name.
+    ``resources`` (e.g. ``{"GPU": 1}``) route tasks to the workers that declare them.
 
     Raises:
         ClusterUnavailableError: the scheduler cannot be reached or went away (what finished
@@ -220,51 +263,79 @@ def run_plan_dask(
         RemoteTaskError: a partition stopped on a worker: a region failed under
             ``on_error="raise"``, a worker could not build its model or provider, or a task
             killed every worker it ran on.
+        SpecError: workers run another eoembed version.
     """
+    from eoembed.writers.base import next_part_seq
+
     distributed = _distributed()
+    seq_base = max(next_part_seq(Path(f), suffix) for f in folders.values()
+                   for suffix in (".parquet", ".npz")) + SEQ_STRIDE
     job = _Job({m: str(p) for m, p in folders.items()}, writer_format, dict(schemas),
-               list(plans), provider, temporal, output, settings, frames)
-    parts = [list(tasks[i : i + partition_size]) for i in range(0, len(tasks), partition_size)]
-    appended: list[ManifestEntry] = []
+               list(plans), provider, temporal, output, settings, frames, seq_base)
+    parts = iter(enumerate(tasks[i : i + partition_size]
+                           for i in range(0, len(tasks), partition_size)))
+    recorded: dict[str, set[str]] = {m: set() for m in folders}
+    done = 0
     with _client(client) as dask:
+        comm_errors = (OSError, TimeoutError, CancelledError, distributed.comm.CommClosedError)
         try:
-            shared = dask.scatter(job, broadcast=True, hash=False)
-            futures = [
-                dask.submit(_run_partition, shared, i, part, pure=False,
-                            resources=dict(resources) if resources else None)
-                for i, part in enumerate(parts)
-            ]
-            pending = distributed.as_completed(futures)
-            for future in pending:
-                try:
-                    result: _Result = future.result()
-                except distributed.KilledWorker as exc:
-                    for other in futures:
-                        other.cancel()
-                    raise RemoteTaskError(
-                        f"a partition's task killed the workers that ran it ({exc}): too little "
-                        "worker memory for the model and batch size? What finished is recorded"
-                    ) from None
-                manifest.append(result.entries)
-                appended.extend(result.entries)
-                with counts.lock:
-                    counts.fetches += result.fetches
-                for entry in result.entries:
-                    counts.add(entry.status, entry)
-                on_done(len(result.entries))
-                # Regions that fail under on_error="continue" are entries, not errors: an
-                # error here stopped the partition (on_error="raise", or the worker's setup).
-                if result.error is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise RemoteTaskError(
-                        f"partition {result.index} on {result.worker} stopped: {result.error}"
-                        " (what finished is recorded; fix the cause and run again to resume)"
-                    )
-        except (OSError, TimeoutError, CancelledError, distributed.comm.CommClosedError) as exc:
+            _check_versions(dask)
+            window = max(2, 2 * sum(dask.nthreads().values()))
+        except comm_errors as exc:
             raise ClusterUnavailableError(
-                f"the Dask cluster went away mid-export ({type(exc).__name__}: {exc}); "
-                f"{len(appended)} result(s) are recorded: run the same export again (on "
-                "either engine) to finish it"
-            ) from None
-    return appended
+                f"the Dask cluster cannot be used ({type(exc).__name__}: {exc})") from None
+
+        def submit() -> Any:
+            nxt = next(parts, None)
+            if nxt is None:
+                return None
+            return dask.submit(_run_partition, job, nxt[0], list(nxt[1]), pure=False,
+                               resources=dict(resources) if resources else None)
+
+        inflight = [f for f in (submit() for _ in range(window)) if f is not None]
+        pending = distributed.as_completed(inflight)
+        failure: BaseException | None = None
+        for future in pending:
+            try:
+                result: _Result = future.result()
+            except comm_errors as exc:
+                raise ClusterUnavailableError(
+                    f"the Dask cluster went away mid-export ({type(exc).__name__}: {exc}); "
+                    f"{done} result(s) are recorded: run the same export again (on either "
+                    "engine) to finish it"
+                ) from None
+            except distributed.KilledWorker as exc:
+                failure = failure or RemoteTaskError(
+                    f"a partition's task killed the workers that ran it ({exc}): too little "
+                    "worker memory for the model and batch size? What finished is recorded")
+                continue
+            except Exception as exc:  # noqa: BLE001 (what a worker raised outside the engine)
+                failure = failure or RemoteTaskError(
+                    f"a partition failed on its worker: {type(exc).__name__}: {exc} (is the "
+                    "same eoembed, with the models' extras, installed on every worker?)")
+                continue
+            finally:
+                future.release()
+            manifest.append(result.entries)
+            done += len(result.entries)
+            with counts.lock:
+                counts.fetches += result.fetches
+            for entry in result.entries:
+                counts.add(entry.status, entry)
+                if entry.status == "ok":
+                    recorded[entry.model].update(entry.files)
+            on_done(len(result.entries))
+            # Regions that fail under on_error="continue" are entries, not errors: an error
+            # here stopped the partition (on_error="raise", or the worker's setup).
+            if result.error is not None and failure is None:
+                failure = RemoteTaskError(
+                    f"partition {result.index} on {result.worker} stopped: {result.error} "
+                    "(what finished is recorded; fix the cause and run again to resume)"
+                )
+            if failure is None:  # after a failure, only the running partitions finish
+                nxt = submit()
+                if nxt is not None:
+                    pending.add(nxt)
+        if failure is not None:
+            raise failure
+    return recorded

@@ -43,7 +43,7 @@ from eoembed.pipeline.folder import (
     write_job,
 )
 from eoembed.pipeline.integrity import verify
-from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, ManifestEntry, read_manifest
+from eoembed.pipeline.manifest import MANIFEST_NAME, Manifest, read_manifest
 from eoembed.pipeline.plan import Job, ModelPlan, model_request, plan_fetches
 from eoembed.pipeline.progress import export_progress
 from eoembed.pipeline.retry import RetryPolicy
@@ -322,6 +322,14 @@ def export_batch(
         from eoembed.pipeline.dask_engine import check_shippable
 
         check_shippable(provider if provider is not None else source.name)
+        auto = [m for m, o in options.items() if getattr(o, "precision", None) == "auto"]
+        if auto:
+            raise SpecError(
+                f"model_args[{auto[0]!r}].precision", "auto",
+                allowed=["fp32", "fp32-bf16mm", "bf16"],
+                reason="with engine='dask' each worker would choose for itself, and one "
+                "export could mix precisions; pin one",
+            )
     out = check_output_dir(out, "export folder")
     out.mkdir(parents=True, exist_ok=True)
     with export_lock(out):
@@ -384,7 +392,7 @@ def export_batch(
                         run_plan_dask,
                     )
 
-                    appended = run_plan_dask(
+                    recorded = run_plan_dask(
                         plan.tasks,
                         [WorkerPlan.of(p, model_args.get(p.model, {}), device, batch_size)
                          for p in plans],
@@ -397,7 +405,7 @@ def export_batch(
                         partition_size=partition_size or DEFAULT_PARTITION,
                         resources=resources,
                     )
-                    _remove_unrecorded(writer_cls, folders, manifest, appended)
+                    _remove_unrecorded(writer_cls, folders, manifest, recorded)
                 else:
                     run_plan(
                         plan.tasks, plans, provider=source, temporal=temporal, output=output,
@@ -584,23 +592,20 @@ def _conflict(stale: list[Job], out: Path) -> ExportConflictError:
 
 def _remove_unrecorded(
     writer_cls: type[Writer], folders: Mapping[str, Path], manifest: Manifest,
-    appended: Sequence[ManifestEntry],
+    recorded: Mapping[str, set[str]],
 ) -> None:
-    """Delete data files no manifest entry names.
+    """Delete data files no manifest entry names (``recorded``: this run's, per model).
 
     What cluster tasks lost with their workers wrote before they could report (their reruns
     wrote the recorded copies).
     """
-    recorded: dict[str, set[str]] = {m: set() for m in folders}
-    latest = dict(manifest.entries)
-    latest.update((e.id, e) for e in appended)
-    for entry in latest.values():
-        if entry.status == "ok" and entry.model in recorded:
-            recorded[entry.model].update(entry.files)
     for model, directory in folders.items():
-        if directory.exists():
-            orphans = set(writer_cls.list_files(directory)) - recorded[model]
-            writer_cls.remove(directory, sorted(orphans))
+        if not directory.exists():
+            continue
+        kept = set(recorded.get(model, ())) | {f for e in manifest.ok_entries(model)
+                                               for f in e.files}
+        orphans = set(writer_cls.list_files(directory)) - kept
+        writer_cls.remove(directory, sorted(orphans))
 
 
 def _open_writers(
