@@ -18,3 +18,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet -c constraints.txt --no-deps "rshf>=0.2.2"
     echo "$want" > "$stamp"
 fi
+# GDAL's command-line tools (gdalinfo, ogrinfo), which tests/test_gdal_formats.py uses to open
+# exports as QGIS users' GDAL does. Best effort: root with apt-get only; never fails setup.
+if ! command -v gdalinfo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = 0 ]; then
+    { apt-get install -y -q gdal-bin || { apt-get update -q && apt-get install -y -q gdal-bin; }; } \
+        >/dev/null 2>&1 || echo "setup: gdal-bin not installed; GDAL CLI tests will skip" >&2
+fi

@@ -47,6 +47,8 @@ CASES = [
     ("zarr", "grid"),
     ("netcdf", "grid"),
     ("cog", "grid"),
+    ("flatgeobuf", "pooled"),
+    ("gpkg", "pooled"),
 ]
 CASE_IDS = [f"{f}-{m}" for f, m in CASES]
 
@@ -212,6 +214,9 @@ def _break_second_file(monkeypatch: pytest.MonkeyPatch, cls: type[Writer], mode:
         target = "pyarrow.parquet.write_table" if cls.name == "geoparquet" else None
         if target:
             monkeypatch.setattr(target, lambda table, tmp, **kw: partial(Path(tmp)))
+        elif cls.name in ("flatgeobuf", "gpkg"):
+            monkeypatch.setattr("eoembed.writers.ogr._write_frame",
+                                lambda gdf, tmp, *a: partial(Path(tmp)))
         else:
             monkeypatch.setattr("eoembed.writers.npz._save", lambda tmp, arrays: partial(tmp))
         return
@@ -560,8 +565,12 @@ def test_cog_is_a_cog(tmp_path, records) -> None:
         assert src.count == DIM and src.dtypes[0] == "float32"
         assert src.crs.to_epsg() == 32618 and src.transform == rec.output_grid.transform
         assert src.descriptions[:2] == ("dim_000", "dim_001")
-        tags = src.tags()
+        tags = src.tags(ns="EOEMBED")  # every field its own item, in eoembed's domain
         assert tags["id"] == rec.id and tags["model"] == "mosaiks"
+        assert tags["emb_dimensions"] == str(DIM) and tags["emb_type"] == "pixel"
+        assert json.loads(tags["emb_runtime_parameters"])["model"] == "mosaiks"
+        assert json.loads(tags["eoembed"])["dim"] == DIM
+        assert "emb" not in src.tags()
         assert json.loads(tags["scene_ids"]) == list(rec.scene_ids)
         assert tags["start_datetime"] == "2015-06-23T00:00:00Z"
         np.testing.assert_array_equal(src.read(), rec.values)

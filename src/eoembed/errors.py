@@ -22,6 +22,7 @@ __all__ = [
     "ExportConflictError",
     "ExportLockedError",
     "ExportNotFoundError",
+    "FormatLimitError",
     "HeadNotFoundError",
     "IncompleteExportWarning",
     "ModelArgumentError",
@@ -157,6 +158,10 @@ class ModelArgumentError(EoembedError, TypeError):
 
 class CapabilityError(EoembedError, ValueError):
     """A request a model or provider cannot serve (missing band, unsupported output...)."""
+
+
+class FormatLimitError(CapabilityError):
+    """An export format cannot hold this output (too many dimensions for its columns...)."""
 
 
 class ProviderError(EoembedError):

@@ -357,7 +357,8 @@ JobPoolingOpt = Annotated[
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", rich_help_panel=_OUTPUT,
-                 help="geoparquet (default), zarr, netcdf, cog, npz, or a plugin writer."),
+                 help="geoparquet (default), flatgeobuf, gpkg, zarr, netcdf, cog, npz, or a plugin"
+                 " writer."),
 ]
 
 

@@ -19,7 +19,7 @@ Example ``job.yaml`` (every key after ``out`` is optional and shows its default)
                                   #   each model's own sensor; null: each model's own
     frames: null                  # temporal models: N equal time bins instead of a composite
     output: {mode: pooled, pooling: mean}            # or grid
-    format: geoparquet            # geoparquet | zarr | netcdf | cog | npz
+    format: geoparquet            # geoparquet | flatgeobuf | gpkg | zarr | netcdf | cog | npz
     quantize: null                # or int8
     device: auto
     precision: null               # neural models: fp32 | fp32-bf16mm | bf16 | auto (each model's

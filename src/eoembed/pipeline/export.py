@@ -192,7 +192,8 @@ def export_batch(
             must be temporal. Part of each request: an export made with another ``frames``
             is never reused.
         output: ``OutputSpec.pooled()`` (default) or ``OutputSpec.grid()``.
-        format: ``geoparquet``, ``npz`` (pooled); ``zarr``, ``netcdf``, ``cog``, ``npz`` (grid).
+        format: ``geoparquet``, ``flatgeobuf``, ``gpkg`` (GDAL/QGIS without Arrow), ``npz``
+            (pooled); ``zarr``, ``netcdf``, ``cog`` (plus a ``mosaic.vrt``), ``npz`` (grid).
         quantize: ``"int8"`` stores int8 with a scale (see ``eoembed.writers.quantize``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         batch_size: regions per forward pass.

@@ -26,6 +26,8 @@ _BUILTIN: dict[str, str] = {
     "netcdf": "eoembed.writers.netcdf:NetCDFWriter",
     "cog": "eoembed.writers.cog:COGWriter",
     "npz": "eoembed.writers.npz:NpzWriter",
+    "flatgeobuf": "eoembed.writers.ogr:FlatGeobufWriter",
+    "gpkg": "eoembed.writers.ogr:GeoPackageWriter",
 }
 
 

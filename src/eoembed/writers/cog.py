@@ -5,8 +5,15 @@ integer predictor, overviews when the grid is larger than a tile), so any GIS op
 HTTP range reads work. Bands are described ``dim_000``...; float32 files use NaN as nodata.
 Quantised files are int8 with GDAL's per-band ``scale`` (``value = stored * scale``, offset
 0) and nodata -128, which GDAL-aware readers (``rioxarray.open_rasterio(mask_and_scale=
-True)``, QGIS) apply themselves. Dataset tags hold the record's metadata, the ``emb:``
-fields and the export schema (``eoembed``, JSON).
+True)``, QGIS) apply themselves.
+
+Metadata lives in its own GDAL metadata domain, ``EOEMBED``, one item per field: the record's
+metadata, the ``emb:`` fields (as ``emb_dimensions``, ``emb_type``, ``emb_runtime_parameters``
+...: GDAL item names cannot hold ``:``, see :mod:`eoembed.writers.gdal_metadata`) and the
+export schema (``eoembed``, JSON). Read them by name with ``gdalinfo -mdd EOEMBED <file>`` or
+rasterio's ``src.tags(ns="EOEMBED")``. Closing the writer (re)writes ``mosaic.vrt`` (one per
+CRS), a VRT over every region file, so the whole export opens as one raster
+(:mod:`eoembed.writers.vrt`).
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from eoembed.writers.base import (
     EmbeddingRecord,
     Writer,
     WrittenFile,
-    flat_attrs,
     list_complete,
 )
+from eoembed.writers.gdal_metadata import DOMAIN, from_gdal_metadata, to_gdal_metadata
 from eoembed.writers.netcdf import cf_dataset, dequantize_dataset, file_attrs, grid_tree
 from eoembed.writers.quantize import MISSING
 
@@ -80,6 +87,8 @@ class COGWriter(Writer):
             "predictor": 2 if quantised else 3,
             "blocksize": _blocksize(height, width),
             "bigtiff": "IF_SAFER",
+            # the COG driver copies a temporary GeoTIFF: carry the EOEMBED domain over
+            "copy_src_mdd": "YES",
         }
         digits = len(str(dim - 1))
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -88,13 +97,17 @@ class COGWriter(Writer):
             if record.scale is not None:
                 dst.scales = tuple(float(s) for s in np.asarray(record.scale))
                 dst.offsets = (0.0,) * dim
-            dst.update_tags(
-                **{k: str(v) for k, v in flat_attrs(file_attrs(record, self.schema)).items()}
-            )
+            dst.update_tags(ns=DOMAIN, **to_gdal_metadata(file_attrs(record, self.schema)))
+
+    def close(self) -> None:
+        """(Re)write the VRT mosaics over every complete region file (one per CRS)."""
+        from eoembed.writers.vrt import write_mosaic_vrts
+
+        write_mosaic_vrts(self.directory, self.list_files(self.directory))
 
     @classmethod
     def list_files(cls, directory: Path) -> list[str]:
-        """Every complete ``<id>.tif`` in ``directory``."""
+        """Every complete ``<id>.tif`` in ``directory`` (the derived ``mosaic*.vrt`` is not one)."""
         return list_complete(Path(directory), "*.tif")
 
     @classmethod
@@ -114,7 +127,8 @@ class COGWriter(Writer):
                 values = src.read()
                 t = src.transform
                 grid = Grid(src.crs.to_string(), t.c, t.f, t.a, src.width, src.height)
-                tags = src.tags()
+                # files written before the EOEMBED domain kept their tags in the default one
+                tags = from_gdal_metadata(src.tags(ns=DOMAIN) or src.tags())
                 scale = (
                     np.asarray(src.scales, dtype=np.float32) if values.dtype == np.int8 else None
                 )

@@ -14,6 +14,12 @@ A group's metadata never names its own path, so a group written under a temporar
 renamed is complete the moment it appears. Readers list the store's folders (Zarr v3's
 default); :meth:`ZarrWriter.close` adds consolidated metadata once the export is whole, and a
 resumed writer strips it first, so it is never stale while groups are being added.
+
+``xarray.open_datatree(store, engine="zarr")`` opens every region as a child of the root.
+When the regions share one grid, closing also writes a root-level mosaic (``embedding``
+``(dim, mosaic_y, mosaic_x)``, see :mod:`eoembed.writers.zarr_mosaic`), so
+``xarray.open_zarr(store)`` opens the whole export as one georeferenced array; like the
+consolidated metadata it is removed when a writer reopens the store and rebuilt on close.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from eoembed.writers.base import (
     stac_embedding_fields,
 )
 from eoembed.writers.netcdf import cf_dataset, dequantize_dataset, grid_tree
+from eoembed.writers.zarr_mosaic import remove_mosaic, write_mosaic
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -76,6 +83,7 @@ class ZarrWriter(Writer):
         super().__init__(directory, schema)
         self.store = self.directory / STORE
         self._write_root()
+        remove_mosaic(self.store)  # derived: rebuilt on close from every group
 
     def _write_root(self) -> None:
         """Create the root group, or refresh it without consolidated metadata (resume)."""
@@ -95,12 +103,13 @@ class ZarrWriter(Writer):
         ds.to_zarr(tmp, zarr_format=3, mode="w-", consolidated=False)
 
     def close(self) -> None:
-        """Consolidate the store's metadata so readers open it with one request."""
+        """Write the root mosaic (regions on one grid), then consolidate the metadata."""
         import zarr
 
         if not (self.store / "zarr.json").is_file():
             return
         self._write_root()  # metadata known only after the first batch (precision="auto")
+        write_mosaic(self.store, self._groups(self.directory, dequantize=False))
         with warnings.catch_warnings():
             # zarr-python notes that consolidation is not yet part of the v3 spec; readers
             # that do not know it fall back to listing, which the store also supports.
@@ -112,19 +121,19 @@ class ZarrWriter(Writer):
         """Every group folder, as ``embeddings.zarr/<id>``.
 
         Empty or half-filled group folders are listed too, so that resume removes those the
-        manifest does not record instead of tripping over them on every run.
+        manifest does not record instead of tripping over them on every run; the root
+        mosaic's arrays are not groups and are never listed.
         """
         store = Path(directory) / STORE
-        return [f"{STORE}/{name}" for name in list_complete(store, "*") if (store / name).is_dir()]
+        return [
+            f"{STORE}/{name}" for name in list_complete(store, "*")
+            if (store / name).is_dir()
+            and (_read_json(store / name / "zarr.json") or {}).get("node_type") != "array"
+        ]
 
     @classmethod
-    def load(cls, directory: Path, *, dequantize: bool = True) -> xr.DataTree:
-        """All records as an ``xarray.DataTree`` (one child per id; arrays read lazily).
-
-        Args:
-            directory: the writer's folder.
-            dequantize: return float32 values for int8 groups (drops ``embedding_scale``).
-        """
+    def _groups(cls, directory: Path, *, dequantize: bool) -> dict[str, xr.Dataset]:
+        """Every complete record group, opened lazily."""
         import xarray as xr
 
         store = Path(directory) / STORE
@@ -135,5 +144,17 @@ class ZarrWriter(Writer):
                 continue  # an incomplete group a crash left (the manifest never records one)
             ds = xr.open_dataset(store, group=group, engine="zarr", consolidated=False)
             datasets[group] = dequantize_dataset(ds) if dequantize else ds
+        return datasets
+
+    @classmethod
+    def load(cls, directory: Path, *, dequantize: bool = True) -> xr.DataTree:
+        """All records as an ``xarray.DataTree`` (one child per id; arrays read lazily).
+
+        Args:
+            directory: the writer's folder.
+            dequantize: return float32 values for int8 groups (drops ``embedding_scale``).
+        """
+        store = Path(directory) / STORE
+        datasets = cls._groups(Path(directory), dequantize=dequantize)
         root = _read_json(store / "zarr.json") or {}
         return grid_tree(datasets, root.get("attributes", {}))
