@@ -1,10 +1,9 @@
 """The STAC catalogue of real exports: schema-valid offline, opened by STAC clients, loadable.
 
-Every object is validated with pystac's JsonSchemaSTACValidator against the published JSON
-schemas, vendored under tests/data/stac-schemas (see its README for sources and licences):
-STAC 1.1.0 core and every extension the object declares. The embeddings extension v0.0.1
-schema builds on the STAC 1.0.0 core schemas (which pin ``stac_version`` to 1.0.0), so for
-that one schema the object is checked with ``stac_version`` read as 1.0.0.
+Every object is validated, exactly as written, with pystac's ``validate_dict`` (which reads the
+STAC version and extensions from the object) and its JsonSchemaSTACValidator resolving schema
+URLs to the published schemas vendored under tests/data/stac-schemas (see its README for
+sources and licences): STAC 1.0.0 core and every extension the object declares.
 """
 
 from __future__ import annotations
@@ -47,15 +46,14 @@ def export(out: Path, regions, **kwargs):
 def _schema_map() -> dict[str, dict]:
     """Every vendored schema under the URL it is published at."""
     out: dict[str, dict] = {}
-    for version in ("v1.0.0", "v1.1.0"):
-        for path in (SCHEMAS / "stac-spec" / version).glob("*.json"):
-            kind = path.stem if path.stem in ("catalog", "collection") else "item"
-            out[f"{CORE}/{version}/{kind}-spec/json-schema/{path.name}"] = json.loads(
-                path.read_text())
+    for path in (SCHEMAS / "stac-spec" / "v1.0.0").glob("*.json"):
+        kind = path.stem if path.stem in ("catalog", "collection") else "item"
+        out[f"{CORE}/v1.0.0/{kind}-spec/json-schema/{path.name}"] = json.loads(path.read_text())
     for path in (SCHEMAS / "geojson").glob("*.json"):
         out[f"https://geojson.org/schema/{path.name}"] = json.loads(path.read_text())
     for name, version in (("embeddings", "v0.0.1"), ("projection", "v2.0.0"),
-                          ("raster", "v2.0.0"), ("scientific", "v1.0.0")):
+                          ("raster", "v1.1.0"), ("item-assets", "v1.0.0"),
+                          ("scientific", "v1.0.0")):
         out[f"{EXT}/{name}/{version}/schema.json"] = json.loads(
             (SCHEMAS / name / version / "schema.json").read_text())
     return out
@@ -78,17 +76,18 @@ def validator():
 
 
 def validate(obj: dict, validator) -> list[str]:
-    """Validate one STAC object (core + each declared extension); the schemas used."""
-    kind = {"Feature": pystac.STACObjectType.ITEM, "Collection": pystac.STACObjectType.COLLECTION,
-            "Catalog": pystac.STACObjectType.CATALOG}[obj["type"]]
-    assert obj["stac_version"] == "1.1.0"
-    used = [validator.validate_core(obj, kind, "1.1.0")]
-    for ext in obj.get("stac_extensions", []):
-        if ext == EMBEDDINGS_EXTENSION:  # its schema builds on the 1.0.0 core schemas
-            validator.validate_extension({**obj, "stac_version": "1.0.0"}, kind, "1.0.0", ext)
-        else:
-            validator.validate_extension(obj, kind, "1.1.0", ext)
-        used.append(ext)
+    """Validate one STAC object as written (core + each declared extension); the schemas used."""
+    from pystac.validation import validate_dict
+
+    assert obj["stac_version"] == "1.0.0"
+    before = copy.deepcopy(obj)
+    used = validate_dict(obj, validator=validator)
+    assert obj == before  # nothing read differently from what was written
+    assert used[0] == {"Feature": f"{CORE}/v1.0.0/item-spec/json-schema/item.json",
+                       "Collection": f"{CORE}/v1.0.0/collection-spec/json-schema/collection.json",
+                       "Catalog": f"{CORE}/v1.0.0/catalog-spec/json-schema/catalog.json",
+                       }[obj["type"]]
+    assert used[1:] == obj.get("stac_extensions", [])
     return used
 
 
@@ -126,6 +125,7 @@ def parquet_export(tmp_path_factory):
 def test_grid_cog_catalogue_is_valid_stac_with_the_embeddings_extension(cog_export, validator):
     used = validate_all(cog_export, validator)
     assert {EMBEDDINGS_EXTENSION, f"{EXT}/projection/v2.0.0/schema.json",
+            f"{EXT}/raster/v1.1.0/schema.json", f"{EXT}/item-assets/v1.0.0/schema.json",
             f"{EXT}/scientific/v1.0.0/schema.json"} <= used
     collection = json.loads((cog_export / "stac/mosaiks/collection.json").read_text())
     rels = {link["rel"]: link for link in collection["links"]}
@@ -285,14 +285,14 @@ def test_int8_zarr_netcdf_and_cog_grid_items_are_valid(tmp_path, validator, fmt,
         assert asset["type"] == media_type and suffix in asset["href"]
         assert (Path(out / "stac/mosaiks/items") / asset["href"]).resolve().exists()
         assert item["properties"]["proj:code"] == "EPSG:32618"
-        assert item["properties"]["data_type"] == "int8"
         quant = item["properties"]["emb:quantization"]
         assert quant["original_dtype"] == "float32" and quant["quantized_dtype"] == "int8"
+        bands = asset["raster:bands"]
+        assert len(bands) == 16 and all(b["nodata"] == -128 for b in bands)
+        assert all(b["data_type"] == "int8" for b in bands)
+        assert f"{EXT}/raster/v1.1.0/schema.json" in item["stac_extensions"]
         if fmt == "cog":  # GDAL's per-band scale, so STAC readers can dequantise
-            bands = asset["bands"]
-            assert len(bands) == 16 and all(b["nodata"] == -128 for b in bands)
-            assert all(b["raster:scale"] > 0 for b in bands)
-            assert f"{EXT}/raster/v2.0.0/schema.json" in item["stac_extensions"]
+            assert all(b["scale"] > 0 and b["offset"] == 0 for b in bands)
 
 
 def test_cli_stac_rebuilds_the_catalogue(cog_export, tmp_path):
@@ -317,11 +317,11 @@ def test_cli_stac_rebuilds_the_catalogue(cog_export, tmp_path):
 @pytest.mark.parametrize(("text", "spdx"), [
     ("Apache-2.0", "Apache-2.0"),
     ("CC-BY-4.0 (weights), MIT (code)", "CC-BY-4.0"),
-    ("OlmoEarth Artifact License (weights); Apache-2.0 (code)", "other"),
-    ("MIT (THOR code); Apache-2.0 (thor_terratorch_ext)", "other"),
-    ("not stated (cvl-umass/wildsat has no licence file)", "other"),
+    ("OlmoEarth Artifact License (weights); Apache-2.0 (code)", "proprietary"),
+    ("MIT (THOR code); Apache-2.0 (thor_terratorch_ext)", "proprietary"),
+    ("not stated (cvl-umass/wildsat has no licence file)", "proprietary"),
 ])
-def test_licence_text_becomes_the_weights_spdx_id_or_other(text, spdx):
+def test_licence_text_becomes_the_weights_spdx_id_or_proprietary(text, spdx):
     from eoembed.pipeline.catalog import stac_license
 
     assert stac_license(text) == spdx

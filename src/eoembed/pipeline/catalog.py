@@ -1,4 +1,4 @@
-"""A static STAC 1.1 catalogue for an export folder, derived from what the folder records.
+"""A static STAC 1.0.0 catalogue for an export folder, derived from what the folder records.
 
 Layout (every href relative, so the folder can be moved or served as it is)::
 
@@ -12,11 +12,17 @@ scratch from ``export.json``, the manifest (only results recorded as written) an
 metadata inside the data files, so a resumed export's catalogue covers every region recorded.
 It is built in a temporary folder and swapped in, so readers never meet half a catalogue.
 
-Items and Collections use the STAC Embedding extension (``emb:`` fields, ``emb:model`` and
-``emb:source-data`` links; :func:`~eoembed.writers.base.stac_embedding_fields`), projection
-(``proj:code``, ``proj:bbox``, ``proj:shape``, ``proj:transform``) and STAC 1.1 ``bands`` on
-grid assets (``raster:scale`` for int8), so ``odc.stac.load`` reads grid items, and the
-scientific extension for the model's paper.
+Items and Collections use the STAC Embedding extension v0.0.1 (``emb:`` fields, ``emb:model``
+and ``emb:source-data`` links; :func:`~eoembed.writers.base.stac_embedding_fields`), projection
+v2.0.0 (``proj:code``, ``proj:bbox``, ``proj:shape``, ``proj:transform``) and raster v1.1.0
+``raster:bands`` on grid assets (data type, nodata, and scale for int8), so ``odc.stac.load``
+reads grid items; item-assets v1.0.0 and scientific v1.0.0 on Collections.
+
+Why STAC 1.0.0: the embeddings extension's schema builds on the STAC 1.0.0 core schemas, which
+pin ``stac_version`` to ``"1.0.0"``; every object is valid against all its declared schemas
+as published only at that version. Hence STAC 1.0 forms throughout: ``raster:bands`` rather
+than 1.1's ``bands``, the item-assets extension declared, ``proprietary`` rather than 1.1's
+``other`` for licences without an SPDX id.
 """
 
 from __future__ import annotations
@@ -59,18 +65,24 @@ __all__ = [
     "write_stac",
 ]
 
-STAC_VERSION = "1.1.0"
+STAC_VERSION = "1.0.0"
+"""The core version written: the one the embeddings extension's schema validates."""
 CATALOG_FILE = "catalog.json"
 """The root catalogue, at the top of the export folder."""
 STAC_DIR = "stac"
 """The folder of the Collections and Items, beside the model folders."""
 
 PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+"""``proj:code`` (any authority, not only EPSG); its schema leaves ``stac_version`` free."""
+RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+"""``raster:bands``: the STAC 1.0 form (raster v2.0.0 moved band fields into STAC 1.1 ``bands``)."""
+ITEM_ASSETS_EXTENSION = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
+"""``item_assets`` on Collections: an extension in STAC 1.0 (core only from 1.1)."""
 SCIENTIFIC_EXTENSION = "https://stac-extensions.github.io/scientific/v1.0.0/schema.json"
 STAC_EXTENSIONS = {
     "embeddings": EMBEDDINGS_EXTENSION, "projection": PROJECTION_EXTENSION,
-    "raster": RASTER_EXTENSION, "scientific": SCIENTIFIC_EXTENSION,
+    "raster": RASTER_EXTENSION, "item-assets": ITEM_ASSETS_EXTENSION,
+    "scientific": SCIENTIFIC_EXTENSION,
 }
 """Every extension schema a catalogue may declare."""
 
@@ -328,30 +340,28 @@ class _ModelCatalogue:
             pass
         asset = self._asset(name, f"{self.model} embeddings, region {entry.region}")
         if isinstance(grid, Mapping):
-            item["stac_extensions"].append(PROJECTION_EXTENSION)
+            item["stac_extensions"] += [PROJECTION_EXTENSION, RASTER_EXTENSION]
             props.update(_proj_fields(grid))
-            asset["bands"] = self._bands(meta)
-            if self.schema.quantization and any("raster:scale" in b for b in asset["bands"]):
-                item["stac_extensions"].append(RASTER_EXTENSION)
+            asset["raster:bands"] = self._raster_bands(meta)
+            # odc-stac reads raster:bands only when neither the item nor the asset has its own
+            # data_type; the bands (and the Collection) carry it
+            props.pop("data_type", None)
         item["assets"]["embeddings"] = asset
         for extra, other in enumerate(entry.files[1:], 1):
             item["assets"][f"embeddings-{extra}"] = self._asset(other, f"part {extra + 1}")
         return item
 
-    def _bands(self, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """STAC 1.1 bands of a grid asset, one per dimension (what odc-stac reads)."""
+    def _raster_bands(self, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``raster:bands`` of a grid asset, one per dimension (what odc-stac reads)."""
         dim = self.schema.dim
-        digits = len(str(dim - 1))
         nodata: float | str = -128 if self.schema.quantization else "nan"
         scales = meta.get("eoembed:band_scales")
         bands = []
         for i in range(dim):
-            band: dict[str, Any] = {
-                "name": f"dim_{i:0{digits}d}", "data_type": self.schema.dtype, "nodata": nodata,
-            }
+            band: dict[str, Any] = {"data_type": self.schema.dtype, "nodata": nodata}
             if isinstance(scales, list) and len(scales) == dim:
-                band["raster:scale"] = float(scales[i])
-                band["raster:offset"] = 0.0
+                band["scale"] = float(scales[i])
+                band["offset"] = 0.0
             bands.append(band)
         return bands
 
@@ -379,11 +389,11 @@ class _ModelCatalogue:
                              card),
         ]
         licence = stac_license(licence_text)
-        if licence == "other":
+        if licence == "proprietary":
             href = _licence_url(card)
             if href:
                 links.append({"rel": "license", "href": href, "title": licence_text})
-        extensions = [EMBEDDINGS_EXTENSION]
+        extensions = [EMBEDDINGS_EXTENSION, ITEM_ASSETS_EXTENSION]
         collection: dict[str, Any] = {
             "type": "Collection",
             "stac_version": STAC_VERSION,
@@ -495,7 +505,8 @@ def stac_license(text: str) -> str:
     """STAC ``license`` from a card's licence text: the SPDX id of the weights (or data).
 
     ``"CC-BY-4.0 (weights), MIT (code)"`` -> ``CC-BY-4.0``; ``"Apache-2.0"`` -> itself; text
-    naming no weights licence in SPDX terms (unstated, custom licences) -> ``"other"``.
+    naming no weights licence in SPDX terms (unstated, custom licences) -> ``"proprietary"``,
+    STAC 1.0's word for it (1.1 says ``other``; pystac renames it when it reads the object).
     """
     parts = [(m.group(1), m.group(2) or "") for m in _LICENCE_PART.finditer(text)]
     known = [(spdx, note) for spdx, note in parts if spdx in _SPDX]
@@ -504,7 +515,7 @@ def stac_license(text: str) -> str:
             return spdx
     if parts and parts[0][0] in _SPDX and "code" not in parts[0][1]:
         return parts[0][0]
-    return "other"
+    return "proprietary"
 
 
 def _licence_url(card: ModelCard | None) -> str | None:
