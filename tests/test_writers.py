@@ -422,7 +422,10 @@ def test_geoparquet_int8_columns(tmp_path, records) -> None:
     assert table.schema.field("embedding_scale").type == pa.float32()
     quant = json.loads(table.schema.metadata[b"emb:quantization"])
     assert quant["original_dtype"] == "float32" and quant["quantized_dtype"] == "int8"
-    assert quant["method"] == "linear" and quant["eoembed:scale"] == "embedding_scale"
+    assert quant["method"] == "linear" and set(quant) <= {  # the extension's keys only
+        "method", "original_dtype", "quantized_dtype", "scale", "offset", "link"}
+    details = json.loads(table.schema.metadata[b"eoembed:quantization"])
+    assert details["scale"] == "embedding_scale" and details["method"] == "int8-symmetric"
 
 
 def test_geoparquet_in_geopandas(parquet_dir, records) -> None:

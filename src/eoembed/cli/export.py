@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -202,3 +203,12 @@ def export_command(
     typer.echo(json.dumps(result.to_dict(), default=str))
     if result.failed:
         raise typer.Exit(1)
+
+
+def stac_command(
+    out: Annotated[Path, typer.Argument(help="The export folder.", show_default=False)],
+) -> None:
+    """Rebuild an export's STAC catalogue (OUT/catalog.json); exports write it themselves."""
+    from eoembed.pipeline.catalog import write_stac
+
+    typer.echo(str(write_stac(out)))

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from eoembed.cli.export import export_command
+from eoembed.cli.export import export_command, stac_command
 from eoembed.cli.learn import compare_command, evaluate_command, predict_command, train_command
 from eoembed.cli.options import (
     ArgsOpt,
@@ -625,6 +625,7 @@ def embed_command(
 
 
 app.command("export")(export_command)
+app.command("stac")(stac_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)

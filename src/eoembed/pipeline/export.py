@@ -419,6 +419,7 @@ def export_batch(
         job["run"].update(finished=True, ok=counts.ok, failed=counts.failed,
                           skipped=counts.skipped, reused=len(plan.reused))
         write_job(out, job)
+        notes += _catalogue(out)
     return ExportResult(
         out=out, format=format, total=plan.total, ok=counts.ok, failed=counts.failed,
         skipped=counts.skipped, reused=len(plan.reused), fetches=counts.fetches,
@@ -426,6 +427,18 @@ def export_batch(
         warnings=[*notes, *repairs, *(w for p in plans for w in p.warnings)],
         failures=counts.failures,
     )
+
+
+def _catalogue(out: Path) -> list[str]:
+    """Rebuild the export's STAC catalogue; a failure is reported, the results stay."""
+    from eoembed.pipeline.catalog import build_stac
+
+    try:
+        build_stac(out)
+    except (OSError, ValueError, EoembedError) as exc:
+        return [(f"the STAC catalogue was not rebuilt ({type(exc).__name__}: {exc}); run "
+                 f"`eoembed stac {out}` to retry")]
+    return []
 
 
 def _open_job(
@@ -477,6 +490,9 @@ def _clear(out: Path, job: dict[str, Any] | None) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     (out / JOB_FILE).unlink(missing_ok=True)
+    from eoembed.pipeline.catalog import remove_stac
+
+    remove_stac(out)
 
 
 def _check_identity(out: Path, job: dict[str, Any], identity: dict[str, Any]) -> None:

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from eoembed.grid import Grid
 
 __all__ = [
+    "COLLECTION_EMB_FIELDS",
+    "EMBEDDINGS_EXTENSION",
+    "ITEM_EMB_FIELDS",
     "TIME_SEMANTICS",
     "TMP_PREFIX",
     "EmbeddingRecord",
@@ -42,6 +45,7 @@ __all__ = [
     "atomic_path",
     "flat_attrs",
     "list_complete",
+    "model_link",
     "next_part_seq",
     "part_name",
     "record_metadata",
@@ -422,47 +426,97 @@ def schema_metadata(schema: EmbeddingSchema) -> dict[str, Any]:
     }
 
 
-def stac_embedding_fields(schema: EmbeddingSchema) -> dict[str, Any]:
-    """Metadata named after the STAC Embedding extension (``emb:`` prefix, Proposal stage).
+EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+"""The STAC Embedding extension (``emb:`` prefix, Proposal) whose schema the fields follow."""
 
-    Field names follow the extension's requirements document (CNG embeddings sprint, 2026):
-    ``emb:type`` (``chip`` for pooled vectors, ``pixel`` for grids), ``emb:dimensions``, the
-    common-metadata ``data_type``, ``emb:runtime_parameters`` and ``emb:quantization``
-    (``method``, ``original_dtype``, ``quantized_dtype``, ``offset``), and an ``emb:model``
-    link when the weights come from the Hugging Face Hub. The extension is a Proposal, so
-    these names may still change.
+COLLECTION_EMB_FIELDS = (
+    "emb:type", "emb:dimensions", "data_type", "emb:chip_layout", "emb:temporal_resolution",
+)
+"""Fields of :func:`stac_embedding_fields` the extension places on a Collection."""
+ITEM_EMB_FIELDS = ("data_type", "emb:runtime_parameters", "emb:quantization")
+"""Fields of :func:`stac_embedding_fields` the extension places in Item properties."""
+
+
+def stac_embedding_fields(schema: EmbeddingSchema) -> dict[str, Any]:
+    """Metadata named after the STAC Embedding extension v0.0.1 (``emb:`` prefix, Proposal).
+
+    Names and shapes follow the extension's JSON schema (geo-embeddings/
+    embeddings-stac-specification): ``emb:type`` (``chip`` for pooled vectors, ``pixel`` for
+    grids), ``emb:dimensions``, the common-metadata ``data_type``, ``emb:chip_layout`` (grids:
+    each cell is ``patch_size`` input pixels square), ``emb:temporal_resolution``,
+    ``emb:runtime_parameters`` and ``emb:quantization`` (only ``method``, ``original_dtype``,
+    ``quantized_dtype``, ``scale``, ``offset``, ``link`` are allowed there), and an
+    ``emb:model`` link when the weights came from the Hugging Face Hub (at the commit loaded)
+    or a download URL. Scales differ per record, so where they are stored and how they apply
+    goes in ``eoembed:quantization``. A catalogue puts the first group of
+    :data:`COLLECTION_EMB_FIELDS` on its Collection and :data:`ITEM_EMB_FIELDS` on Items.
     """
     request = schema.request
     fields: dict[str, Any] = {
         "emb:type": "chip" if schema.mode == "pooled" else "pixel",
         "emb:dimensions": schema.dim,
         "data_type": schema.dtype,
-        "emb:runtime_parameters": {
-            "model": schema.model,
-            "options": schema.model_meta.get("options", {}),
-            "output": {"mode": schema.mode, "pooling": schema.pooling},
-            **{k: request[k] for k in ("temporal", "sensor", "provider") if k in request},
-        },
+    }
+    patch = (request.get("preprocessing") or {}).get("patch_size")
+    if schema.mode == "grid" and isinstance(patch, int) and patch >= 1:
+        fields["emb:chip_layout"] = {
+            "layout_type": "regular_grid", "chip_size": [patch, patch], "stride": [patch, patch],
+        }
+    window = _window_text(request)
+    if window:
+        fields["emb:temporal_resolution"] = window
+    weights = schema.model_meta.get("weights") or request.get("weights") or {}
+    fields["emb:runtime_parameters"] = {
+        "model": schema.model,
+        "options": schema.model_meta.get("options", request.get("options", {})),
+        "output": {"mode": schema.mode, "pooling": schema.pooling},
+        **{k: request[k] for k in ("temporal", "sensor", "provider", "frames") if k in request},
+        **({"weights": dict(weights)} if isinstance(weights, Mapping) and weights else {}),
     }
     if schema.quantization:
-        # Scales differ per record (and per channel for grids), so instead of the extension's
-        # ``scale`` list the prefixed keys say where they are stored and how to apply them.
         fields["emb:quantization"] = {
             "method": "linear",
             "original_dtype": "float32",
             "quantized_dtype": schema.dtype,
             "offset": [0.0],
-            "eoembed:method": schema.quantization,
-            "eoembed:scale": "embedding_scale",
-            "eoembed:formula": "value = stored * embedding_scale; stored -128 = missing (NaN)",
         }
-    weights = schema.model_meta.get("weights", {})
-    repo = weights.get("repo_id") if isinstance(weights, Mapping) else None
-    if repo:
-        revision = weights.get("revision")
-        href = f"https://huggingface.co/{repo}" + (f"/tree/{revision}" if revision else "")
-        fields["links"] = [{"rel": "emb:model", "href": href, "title": schema.model}]
+        fields["eoembed:quantization"] = {
+            "method": schema.quantization,
+            "scale": "embedding_scale",
+            "formula": "value = stored * embedding_scale; stored -128 = missing (NaN)",
+        }
+    link = model_link(weights if isinstance(weights, Mapping) else {}, schema.model)
+    if link:
+        fields["links"] = [link]
     return fields
+
+
+def _window_text(request: Mapping[str, Any]) -> str:
+    """``emb:temporal_resolution``: how each embedding's input spans the time window."""
+    temporal = request.get("temporal") or {}
+    if not isinstance(temporal, Mapping) or not temporal.get("start"):
+        return ""
+    span = f"{temporal['start']}/{temporal.get('end')} (end excluded)"
+    frames = request.get("frames")
+    if frames:
+        return f"time series of {frames} frames over {span}"
+    composite = (request.get("sensor") or {}).get("composite") or "composite"
+    return f"{composite} composite over {span}"
+
+
+def model_link(weights: Mapping[str, Any], model: str) -> dict[str, Any] | None:
+    """The ``emb:model`` link the recorded weights give (``None``: no weights, local file).
+
+    The Hub repository at the commit loaded, or the URL the file was downloaded from.
+    """
+    repo = weights.get("repo_id")
+    if repo:
+        revision = weights.get("commit") or weights.get("revision")
+        href = f"https://huggingface.co/{repo}" + (f"/tree/{revision}" if revision else "")
+        return {"rel": "emb:model", "href": href, "type": "text/html", "title": model}
+    if weights.get("source") == "url" and weights.get("url"):
+        return {"rel": "emb:model", "href": str(weights["url"]), "title": model}
+    return None
 
 
 def flat_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int | float]:
