@@ -171,6 +171,23 @@ def test_pooled_geoparquet_catalogue_is_valid_with_one_item_per_part(parquet_exp
     assert collection["emb:type"] == "chip" and "emb:chip_layout" not in collection
 
 
+@pytest.mark.parametrize(("fmt", "suffix", "media_type"), [
+    ("flatgeobuf", ".fgb", "application/vnd.flatgeobuf"),
+    ("gpkg", ".gpkg", "application/geopackage+sqlite3"),
+])
+def test_pooled_gdal_vector_parts_get_valid_items(tmp_path, validator, fmt, suffix, media_type):
+    out = tmp_path / fmt
+    export(out, points(3), batch_size=2, rows_per_part=2, format=fmt)
+    assert EMBEDDINGS_EXTENSION in validate_all(out, validator)
+    parts = sorted(p.name for p in (out / "mosaiks").glob(f"part-*{suffix}"))
+    items = [json.loads(p.read_text()) for p in sorted((out / "stac/mosaiks/items").glob("*.json"))]
+    assert len(parts) == 2
+    assert sorted(Path(i["assets"]["embeddings"]["href"]).name for i in items) == parts
+    assert {i["assets"]["embeddings"]["type"] for i in items} == {media_type}
+    listed = sorted(i for item in items for i in item["properties"]["eoembed:ids"])
+    assert listed == sorted(load_export(out)["id"])
+
+
 def test_a_broken_item_fails_validation(cog_export, validator):
     from pystac.errors import STACValidationError
 

@@ -712,8 +712,11 @@ def _file_meta(fmt: str, folder: Path, name: str) -> dict[str, Any]:
 def _cog_meta(path: Path) -> dict[str, Any]:
     import rasterio
 
+    from eoembed.writers.gdal_metadata import DOMAIN, from_gdal_metadata
+
     with rasterio.open(path) as src:
-        meta = _decoded(src.tags())
+        # eoembed's own domain; files of 0.2 kept the fields in the default one
+        meta = _decoded(from_gdal_metadata(src.tags(ns=DOMAIN)) or src.tags())
         if src.dtypes[0] == "int8":
             meta["eoembed:band_scales"] = [float(s) for s in src.scales]
     return meta
