@@ -220,7 +220,7 @@ def sensor_bands(sensor: str, names: Iterable[str] | None = None) -> tuple[BandI
     Raises:
         CapabilityError: an unknown sensor or band, naming the ones that exist.
     """
-    from eoembed.errors import CapabilityError
+    from eoembed.errors import CapabilityError, close_names, did_you_mean
 
     table = SENSORS.get(sensor.casefold())
     if table is None:
@@ -239,8 +239,10 @@ def sensor_bands(sensor: str, names: Iterable[str] | None = None) -> tuple[BandI
     for n in names:
         found = lookup.get(str(n).casefold())
         if found is None:
+            close = close_names(str(n), lookup)
+            hint = f" ({did_you_mean(lookup[c.casefold()].name for c in close)})" if close else ""
             raise CapabilityError(
-                f"sensor {sensor!r} has no band {n!r}; it has: "
+                f"sensor {sensor!r} has no band {n!r}{hint}; it has: "
                 + ", ".join(f"{b.name} ({b.common_name})" for b in table)
             )
         out.append(found)

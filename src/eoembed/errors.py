@@ -43,12 +43,40 @@ __all__ = [
 ]
 
 
+def close_names(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` of ``known`` closest to ``name`` (difflib, ignoring case), best first."""
+    import difflib
+
+    by_folded: dict[str, str] = {}
+    for k in known:
+        by_folded.setdefault(str(k).casefold(), str(k))
+    matches = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=n, cutoff=0.6)
+    return [by_folded[m] for m in matches]
+
+
+def did_you_mean(names: Iterable[str]) -> str:
+    """``"did you mean 'a' or 'b'?"`` for the names given, or ``""`` for none."""
+    shown = [repr(n) for n in names]
+    if not shown:
+        return ""
+    alternatives = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return f"did you mean {alternatives}?"
+
+
 def _allowed_text(allowed: Iterable[Any] | str | None) -> str:
     if allowed is None:
         return ""
     if isinstance(allowed, str):
         return f"; allowed: {allowed}"
     return "; allowed: " + ", ".join(repr(a) for a in allowed)
+
+
+def _suggested(close: Iterable[str], known: list[str]) -> str:
+    """``"; did you mean 'x'? (known: ...)"``, or ``"; allowed: ..."`` with nothing close."""
+    close = tuple(close)
+    if not close:
+        return _allowed_text(known)
+    return f"; {did_you_mean(close)} (known: {', '.join(map(repr, known))})"
 
 
 class EoembedError(Exception):
@@ -88,32 +116,49 @@ class RegionTooLargeError(SpecError):
 
 
 class UnknownProviderError(EoembedError, ValueError):
-    """A provider name that is not registered."""
+    """A provider name that is not registered; ``close`` holds the nearest known names."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
-        super().__init__(f"unknown provider {name!r}{_allowed_text(sorted(known))}")
+        known = sorted(known)
+        self.close = tuple(close_names(name, known))
+        super().__init__(f"unknown provider {name!r}{_suggested(self.close, known)}")
 
 
 class UnknownModelError(EoembedError, ValueError):
-    """A model id that is not registered; ``close`` lists the nearest known names."""
+    """A model id that is not registered; ``close`` holds the nearest known names.
+
+    With close names the message suggests them and points to ``eoembed models`` instead of
+    listing every id (there are dozens); with none it lists them.
+    """
 
     def __init__(
         self, name: str, known: Iterable[str] | str, close: Iterable[str] = ()
     ) -> None:
         self.name = name
         self.close = tuple(close)
-        hint = f"; did you mean {', '.join(map(repr, self.close))}?" if self.close else ""
-        allowed = known if isinstance(known, str) else sorted(known)
-        super().__init__(f"unknown model {name!r}{hint}{_allowed_text(allowed)}")
+        if isinstance(known, str):
+            hint = f"; {did_you_mean(self.close)}" if self.close else ""
+            super().__init__(f"unknown model {name!r}{hint}{_allowed_text(known)}")
+            return
+        known = sorted(known)
+        if self.close:
+            super().__init__(
+                f"unknown model {name!r}; {did_you_mean(self.close)} (`eoembed models` or "
+                "eoembed.list_models() lists them all)"
+            )
+        else:
+            super().__init__(f"unknown model {name!r}{_allowed_text(known)}")
 
 
 class UnknownFormatError(EoembedError, ValueError):
-    """An export format that is not registered."""
+    """An export format that is not registered; ``close`` holds the nearest known names."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
-        super().__init__(f"unknown export format {name!r}{_allowed_text(sorted(known))}")
+        known = sorted(known)
+        self.close = tuple(close_names(name, known))
+        super().__init__(f"unknown export format {name!r}{_suggested(self.close, known)}")
 
 
 class ExportConflictError(EoembedError, FileExistsError):

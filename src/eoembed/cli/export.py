@@ -10,10 +10,11 @@ Exit codes: 0 when every region x model is done, 1 when some failed under
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -59,10 +60,14 @@ from eoembed.cli.options import (
     SchedulerOpt,
     StartOpt,
     YearOpt,
+    output_path,
     parse_bbox,
     parse_model_args_by_model,
     sensor_fields,
 )
+
+if TYPE_CHECKING:
+    from eoembed.pipeline.config import ExportConfig
 
 __all__ = ["export_command"]
 
@@ -71,6 +76,14 @@ ChipsOpt = Annotated[
     typer.Option("--chips", metavar="DIR_OR_GLOB", rich_help_panel="Region",
                  help="Embed GeoTIFF chips instead of regions: a folder or a glob, each chip one "
                  "sample on its own grid (band names from the files' band descriptions)."),
+]
+ExportPngOpt = Annotated[
+    Path | None,
+    typer.Option("--png", metavar="FILE", parser=output_path, rich_help_panel="Output",
+                 help="Also draw a quick-look of the export: the regions on a lon/lat map "
+                 "coloured by their embeddings' first principal components, and for grid output "
+                 "the grids' cells (a job already done only draws it). With several models, one "
+                 "picture each: look.png gives look-<model>.png."),
 ]
 ChipSensorOpt = Annotated[
     str | None,
@@ -116,6 +129,42 @@ def _given(**values: Any) -> dict[str, Any]:
             if v is not None}
 
 
+def _check_png(png: Path) -> None:
+    """Refuse, before the export runs, a --png that cannot be written or drawn."""
+    from eoembed.errors import DependencyNotFoundError
+    from eoembed.paths import check_output_file
+
+    check_output_file(png, "--png")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise DependencyNotFoundError("matplotlib", "plot")
+
+
+def _pictures(png: Path, models: dict[str, Any]) -> dict[str, Path]:
+    """The picture of each model: ``png`` itself for one, ``<stem>-<model dir><suffix>`` else."""
+    if len(models) == 1:
+        return {next(iter(models)): png}
+    return {m: png.with_name(f"{png.stem}-{info['dir']}{png.suffix}")
+            for m, info in models.items()}
+
+
+def _draw(out: Path, png: Path, job: ExportConfig, stderr: Console) -> None:
+    """Draw the export's quick-look(s); a folder with no results yet gets a warning only."""
+    from eoembed.pipeline.folder import read_job
+    from eoembed.pipeline.manifest import read_manifest
+    from eoembed.viz import export_quicklook
+
+    recorded = read_job(out) or {"models": {}}
+    written = {e.model for e in read_manifest(out) if e.status == "ok"}
+    for model, path in _pictures(png, recorded["models"]).items():
+        if model not in written:
+            stderr.print(Text(f"warning: no picture of {model}: the export holds none of its "
+                              "results", style="yellow"), soft_wrap=True)
+            continue
+        export_quicklook(out, path, model=model)
+        if not job.quiet:
+            stderr.print(f"picture: {path}", soft_wrap=True, highlight=False)
+
+
 def export_command(
     config: ConfigOpt = None,
     model: JobModelsOpt = None,
@@ -152,6 +201,7 @@ def export_command(
     chip_sensor: ChipSensorOpt = None,
     engine: EngineOpt = None,
     scheduler: SchedulerOpt = None,
+    png: ExportPngOpt = None,
 ) -> None:
     """Embed many regions with one or more models and write them to --out.
 
@@ -189,8 +239,12 @@ def export_command(
         job = ExportConfig.from_yaml(config, overrides)
     else:
         job = ExportConfig.from_dict({}, overrides)
+    if png is not None:
+        _check_png(png)
     result = export_batch(**job.to_kwargs())
     stderr = Console(stderr=True)
+    if png is not None:
+        _draw(result.out, png, job, stderr)
     if not job.quiet:
         stderr.print(f"{result.ok} written, {result.reused} reused, {result.skipped} skipped (no "
                      f"data), {result.failed} failed in {result.seconds:.1f} s: {result.out}",

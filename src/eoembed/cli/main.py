@@ -25,6 +25,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from eoembed.cli.export import export_command, stac_command
+from eoembed.cli.helptext import unwrap_help
 from eoembed.cli.learn import compare_command, evaluate_command, predict_command, train_command
 from eoembed.cli.options import (
     ArgsOpt,
@@ -128,7 +129,15 @@ def _user_errors() -> Iterator[None]:
 
 
 class _Group(TyperGroup):
-    """The root group: user errors raised while parsing or running any command are one line."""
+    """The root group: user errors raised while parsing or running any command are one line.
+
+    Every command's help (plugins' too) is unwrapped into whole paragraphs when the group is
+    built, so the terminal wraps it once (:mod:`eoembed.cli.helptext`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        unwrap_help(self)
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any

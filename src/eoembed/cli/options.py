@@ -498,10 +498,15 @@ def check_out_path(path: Path, mode: str) -> None:
             :data:`GRID_SUFFIXES` (grid).
     """
     allowed = GRID_SUFFIXES if mode == "grid" else POOLED_SUFFIXES
-    if path.suffix.lower() not in allowed:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        other = "pooled" if mode == "grid" else "grid"
+        fix = (f", or add --output {other} to save the "
+               f"{'grid' if other == 'grid' else 'pooled vector'}"
+               if suffix in (POOLED_SUFFIXES if mode == "grid" else GRID_SUFFIXES) else "")
         raise typer.BadParameter(
             f"cannot save {mode} output as {path.suffix or 'a file without suffix'!r}; "
-            f"use one of {', '.join(allowed)}",
+            f"use one of {', '.join(allowed)}{fix}",
             param_hint="'--out'",
         )
 

@@ -6,13 +6,12 @@ imports no deep-learning framework.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from eoembed.errors import UnknownModelError
+from eoembed.errors import UnknownModelError, close_names
 
 if TYPE_CHECKING:
     from eoembed.embedders.base import Embedder
@@ -153,7 +152,7 @@ def embedder_class_for(model_id: str, model_args: Mapping[str, Any]) -> type[Emb
         known = [*_MODELS, *(f"{p}:" for p in DYNAMIC_PREFIXES)]
         raise UnknownModelError(
             model_id, [*_MODELS, *(f"{p}:<name>" for p in DYNAMIC_PREFIXES)],
-            close=difflib.get_close_matches(model_id, known, n=3),
+            close=close_names(model_id, known),
         )
     module, _, name = _MODELS[model_id].partition(":")
     cls: type[Embedder] = getattr(importlib.import_module(module), name)

@@ -253,7 +253,7 @@ def export_batch(
     from eoembed.embedders.registry import describe_model
     from eoembed.providers.chips import ChipsProvider
     from eoembed.providers.registry import get_provider
-    from eoembed.writers import get_writer
+    from eoembed.writers import get_writer, mode_mismatch
 
     t0 = time.perf_counter()
     output = output or OutputSpec.pooled()
@@ -269,10 +269,7 @@ def export_batch(
         raise SpecError("partition_size", partition_size, allowed="a whole number >= 1")
     writer_cls = get_writer(format)
     if output.mode not in writer_cls.modes:
-        raise CapabilityError(
-            f"format {format!r} stores {', '.join(sorted(writer_cls.modes))} output, not "
-            f"{output.mode!r}"
-        )
+        raise CapabilityError(mode_mismatch(format, writer_cls.modes, output.mode))
     model_ids = list(dict.fromkeys([models] if isinstance(models, str) else models))
     if not model_ids:
         raise SpecError("models", [], allowed="at least one model id")
@@ -296,8 +293,10 @@ def export_batch(
         check_product_window(card, temporal, source)
     for model_id, card in cards.items():
         if output.mode not in card.outputs:
+            other = "grid" if output.mode == "pooled" else "pooled"
             raise CapabilityError(
-                f"model {model_id!r} gives {', '.join(card.outputs)} output, not {output.mode!r}"
+                f"model {model_id!r} gives {', '.join(card.outputs)} output, not "
+                f"{output.mode!r}: pass --output {other} (output=OutputSpec.{other}())"
             )
     # Each model's pooling resolved ("default" -> its card's), so fingerprints record it.
     outputs = {m: cards[m].resolve_output(output) for m in model_ids}

@@ -96,7 +96,7 @@ def model_request(
 def job_id(spatial: SpatialSpec, temporal: TemporalSpec, model: str, source: Mapping[str, str]) -> str:
     """The deterministic id of one region x model: 32 hex digits of a sha256."""
     return sha256_hex(
-        {"spatial": spatial.to_dict(), "temporal": temporal.to_dict(), "model": model,
+        {"spatial": spatial.canonical_dict(), "temporal": temporal.to_dict(), "model": model,
          "source": dict(source)}
     )[:32]
 

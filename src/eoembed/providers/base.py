@@ -159,19 +159,24 @@ def check_served(
     Raises:
         CapabilityError: the collection or a band is not served (before any I/O).
     """
-    from eoembed.errors import CapabilityError
+    from eoembed.errors import CapabilityError, close_names, did_you_mean
 
     info = collections.get(sensor.collection)
     if info is None:
+        hint = did_you_mean(close_names(sensor.collection, collections))
         raise CapabilityError(
-            f"provider {provider!r} does not serve collection {sensor.collection!r}; "
-            f"it serves: {', '.join(sorted(collections)) or 'nothing'}"
+            f"provider {provider!r} does not serve collection {sensor.collection!r}"
+            f"{f' ({hint})' if hint else ''}; it serves: "
+            f"{', '.join(sorted(collections)) or 'nothing'}"
         )
     missing = [b for b in sensor.bands if b not in info.band_names]
     if missing:
+        hints = "; ".join(f"{b!r}: {hint}" for b in missing
+                          if (hint := did_you_mean(close_names(b, info.band_names, n=2))))
         raise CapabilityError(
             f"collection {sensor.collection!r} from provider {provider!r} has no band(s) "
-            f"{', '.join(missing)}; it has: {', '.join(info.band_names)}"
+            f"{', '.join(missing)}{f' ({hints})' if hints else ''}; it has: "
+            f"{', '.join(info.band_names)}"
         )
     return info
 

@@ -267,7 +267,7 @@ class CachedProvider:
             "eoembed": __version__,
             "radiometry": RADIOMETRY_CONVENTION,
             "provider": {"name": self.name, "identity": self._identity},
-            "spatial": spatial.to_dict(),
+            "spatial": spatial.canonical_dict(),
             "grid": request_grid.to_dict(),
             "temporal": temporal.to_dict(),
             "sensor": sensor.to_dict(),

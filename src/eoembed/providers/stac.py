@@ -26,6 +26,8 @@ from eoembed.errors import (
     ProviderError,
     ProviderUnavailableError,
     SpecError,
+    close_names,
+    did_you_mean,
 )
 from eoembed.providers._stac_bands import (
     EARTH_SEARCH_COLLECTIONS,
@@ -240,7 +242,9 @@ def _resolve_collections(
     if isinstance(collections, Mapping):
         unknown = [c for c in collections if c not in KNOWN_STAC_COLLECTIONS]
         if unknown:
-            raise SpecError("StacProvider.collections", unknown[0], allowed=known)
+            raise SpecError("StacProvider.collections", unknown[0], allowed=known,
+                            reason=did_you_mean(close_names(unknown[0], KNOWN_STAC_COLLECTIONS))
+                            or None)
         return dict(collections)
     by_stac_id = {
         sid: cid for cid, c in KNOWN_STAC_COLLECTIONS.items() for sid in (cid, *c.stac_ids)
@@ -250,6 +254,7 @@ def _resolve_collections(
         if stac_id not in by_stac_id:
             raise SpecError(
                 "StacProvider.collections", stac_id,
+                reason=did_you_mean(close_names(stac_id, by_stac_id)) or None,
                 allowed=f"STAC collection ids of {known} "
                 f"(e.g. {', '.join(sorted(by_stac_id)[:6])}, ...), or a mapping "
                 "{eoembed id: STAC id}",

@@ -50,6 +50,14 @@ class Spec:
         """Plain JSON-able dict, tagged with ``"type"``."""
         return {"type": self.type_name, **self._fields_to_json()}
 
+    def canonical_dict(self) -> dict[str, Any]:
+        """The form that is hashed (:attr:`fingerprint`, export ids, cache keys).
+
+        The same as :meth:`to_dict` unless a spec renames what it records: hashes must never
+        change, or earlier exports and caches would no longer be found.
+        """
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Rebuild a spec from :meth:`to_dict` output (validation runs again)."""
@@ -66,8 +74,8 @@ class Spec:
 
     @property
     def fingerprint(self) -> str:
-        """Stable sha256 hex of the canonical JSON form."""
-        return sha256_hex(self.to_dict())
+        """Stable sha256 hex of the canonical JSON form (:meth:`canonical_dict`)."""
+        return sha256_hex(self.canonical_dict())
 
 
 def spec_from_dict(data: dict[str, Any]) -> Spec:

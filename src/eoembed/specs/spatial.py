@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from eoembed import dateline
 from eoembed.errors import SpecError
@@ -161,13 +161,17 @@ def _grid_of(spec: SpatialSpec, scale_m: float, native: NativeGrid) -> Grid:
     return spec._grid(scale_m, native)
 
 
+_XY_NAMES = {"minx": "minlon", "miny": "minlat", "maxx": "maxlon", "maxy": "maxlat"}
+"""How a box in a projected CRS records its corners, and the fields they are."""
+
+
 @dataclass(frozen=True)
 class BBox(SpatialSpec):
     """An axis-aligned box ``(minlon, minlat, maxlon, maxlat)`` in ``crs``.
 
     With a projected ``crs`` the four numbers are that CRS's x/y (the names keep rs-embed's
-    signature). A box across the antimeridian is two boxes, or one :class:`GeometrySpec`
-    (polygons may cross 180).
+    signature), and :meth:`to_dict` records them as ``minx, miny, maxx, maxy``. A box across
+    the antimeridian is two boxes, or one :class:`GeometrySpec` (polygons may cross 180).
     """
 
     minlon: float
@@ -200,6 +204,34 @@ class BBox(SpatialSpec):
         from shapely.geometry import box
 
         return box(self.minlon, self.minlat, self.maxlon, self.maxlat)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded: ``minlon..maxlat`` in lon/lat, ``minx..maxy`` in a projected CRS."""
+        data = self.canonical_dict()
+        if _crs("BBox.crs", self.crs).is_geographic:
+            return data
+        return {"type": data["type"], **{xy: data[f] for xy, f in _XY_NAMES.items()},
+                "crs": data["crs"]}
+
+    def canonical_dict(self) -> dict[str, Any]:
+        """The ``minlon..maxlat`` form in every CRS: what ids, fingerprints and caches hash.
+
+        Exports and caches made before projected boxes were recorded as x/y hashed this
+        form, so hashing it keeps them found (resumed, reused).
+        """
+        return {"type": self.type_name, **self._fields_to_json()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """From either recorded form (``minx..maxy`` or ``minlon..maxlat``)."""
+        data = dict(data)
+        for xy, name in _XY_NAMES.items():
+            if xy in data:
+                if name in data:
+                    raise SpecError(f"BBox.{xy}", data[xy],
+                                    reason=f"give {xy} or {name}, not both")
+                data[name] = data.pop(xy)
+        return super().from_dict(data)
 
 
 @dataclass(frozen=True)

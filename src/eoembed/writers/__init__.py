@@ -8,6 +8,7 @@ third-party engines register under the ``eoembed.writers`` entry-point group.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from eoembed.errors import DependencyNotFoundError, UnknownFormatError
 if TYPE_CHECKING:
     from eoembed.writers.base import Writer
 
-__all__ = ["ENTRY_POINT_GROUP", "get_writer", "list_writers"]
+__all__ = ["ENTRY_POINT_GROUP", "formats_storing", "get_writer", "list_writers", "mode_mismatch"]
 
 ENTRY_POINT_GROUP = "eoembed.writers"
 
@@ -69,3 +70,34 @@ def get_writer(name: str) -> type[Writer]:
         except ImportError:
             raise DependencyNotFoundError(dep, cls.extra) from None
     return cls
+
+
+def formats_storing(mode: str) -> list[str]:
+    """The installed formats that store ``mode`` output (``"pooled"`` or ``"grid"``).
+
+    Built-in ones first: what an error about a format and output mismatch suggests instead.
+    """
+    names = [*_BUILTIN, *sorted(set(_entry_points()) - set(_BUILTIN))]
+    found = []
+    for name in names:
+        try:
+            if mode in get_writer(name).modes:
+                found.append(name)
+        except Exception:  # noqa: BLE001, S112  (an uninstallable or broken plugin: not offered)
+            continue
+    return found
+
+
+def mode_mismatch(format: str, stored: Iterable[str], mode: str) -> str:
+    """Why ``format`` cannot hold ``mode`` output, and the flags (and arguments) that fix it."""
+    others = [f for f in formats_storing(mode) if f != format]
+    if mode == "pooled":
+        fix = "add --output grid (output=OutputSpec.grid()) to export the grids"
+        if others:
+            fix += f", or choose a format that stores pooled vectors: {', '.join(others)}"
+    else:
+        fix = (f"choose a format that stores grids, e.g. --format {others[0]} (format="
+               f"{others[0]!r}; also {', '.join(others[1:]) or 'none other'})"
+               if others else "no installed format stores grids")
+        fix += "; or drop --output grid for pooled vectors"
+    return f"format {format!r} stores {' and '.join(sorted(stored))} output, not {mode!r}: {fix}"
