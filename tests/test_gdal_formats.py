@@ -153,6 +153,25 @@ def test_vrt_is_one_per_crs_rebuilt_on_close(tmp_path, cog_export) -> None:
     assert sorted(p.name for p in folder.glob("*.vrt")) == ["mosaic.vrt"]
 
 
+def test_vrt_past_its_source_limit_is_not_written(tmp_path, cog_export, monkeypatch,
+                                                 caplog) -> None:
+    """Too many (region, band) sources for one VRT: none, a warning, and no stale one left."""
+    from eoembed.writers import vrt
+
+    folder = tmp_path / "cog"
+    shutil.copytree(cog_export, folder)
+    regions = len(list(folder.glob("*.tif")))
+    schema = EmbeddingSchema(model="mosaiks", mode="grid", dim=512)
+    monkeypatch.setattr(vrt, "MAX_VRT_ENTRIES", 512 * regions)
+    get_writer("cog")(folder, schema).close()
+    assert (folder / "mosaic.vrt").exists()
+    monkeypatch.setattr(vrt, "MAX_VRT_ENTRIES", 512 * regions - 1)
+    with caplog.at_level("WARNING", logger="eoembed.writers.vrt"):
+        get_writer("cog")(folder, schema).close()
+    assert not list(folder.glob("*.vrt"))
+    assert "STAC catalogue" in caplog.text
+
+
 def test_int8_vrt_dequantises_each_region_with_its_own_scales(tmp_path, sample_provider):
     import rasterio
 

@@ -14,11 +14,14 @@ VRT band cannot carry the different scales of many files. Reading int8 sources n
 Int8 type (GDAL >= 3.7). Where regions overlap, the later file (by name) wins.
 
 Each source is listed once per band, so the XML grows as regions x dims (about 350 bytes
-per entry).
+per entry): past :data:`MAX_VRT_ENTRIES` (about 350 MB of XML, slower to open than to read
+the files one by one) a CRS gets no VRT, and a warning says to open the STAC catalogue or a
+Zarr export instead.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -29,7 +32,12 @@ from pathlib import Path
 from eoembed.writers.base import atomic_path, list_complete
 from eoembed.writers.gdal_metadata import DOMAIN
 
-__all__ = ["MOSAIC_PATTERN", "write_mosaic_vrts"]
+__all__ = ["MAX_VRT_ENTRIES", "MOSAIC_PATTERN", "write_mosaic_vrts"]
+
+_LOG = logging.getLogger(__name__)
+
+MAX_VRT_ENTRIES = 1_000_000
+"""Most (region, band) sources one VRT lists: 1,300 regions of a 768-dim model."""
 
 MOSAIC_PATTERN = "mosaic*.vrt"
 """Glob of the VRTs this module writes (not data files: never listed as results)."""
@@ -161,6 +169,14 @@ def write_mosaic_vrts(directory: Path, names: Iterable[str]) -> list[str]:
     written = []
     for crs, sources in sorted(by_crs.items()):
         name = _vrt_name(crs, len(by_crs) == 1)
+        entries = sum(s.count for s in sources)
+        if entries > MAX_VRT_ENTRIES:
+            _LOG.warning(
+                "%s: no %s over %d regions x %d bands (more than %d sources); open the"
+                " export's STAC catalogue (catalog.json) or export to Zarr for a mosaic",
+                directory, name, len(sources), sources[0].count, MAX_VRT_ENTRIES,
+            )
+            continue
         tree = _vrt_xml(sources)
         with atomic_path(directory / name) as tmp:
             tree.write(tmp, encoding="utf-8", xml_declaration=False)
