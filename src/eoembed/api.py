@@ -271,12 +271,10 @@ def check_models(
     Returns:
         Each model's parsed options (for :func:`check_grids`).
     """
-    from eoembed.embedders.base import resolve_device
-
     classes = {m: embedder_class_for(m, args) for m, args in model_args.items()}
     options = {m: classes[m].Options.parse(m, dict(args)) for m, args in model_args.items()}
-    if any(c.needs_torch for c in classes.values()):
-        resolve_device(device)
+    for cls in classes.values():
+        cls.device_for(device)
     return options
 
 

@@ -243,7 +243,7 @@ class DependencyNotFoundError(EoembedError, ImportError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{module!r} is not installed; install it with: pip install 'eoembed[{extra}]'"
+            f'{module!r} is not installed; install it with: pip install "eoembed[{extra}]"'
         )
 
 

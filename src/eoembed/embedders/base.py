@@ -2,13 +2,15 @@
 
 Embedders see numpy arrays ``(N, C, H, W)`` already on the request grid, in the model's band
 order and in provider units; they normalise, resize, run the network in batches and return
-numpy. Only this layer imports torch, and only when an embedder is built.
+numpy. Only this layer imports torch, and only when an embedder is built; embedders that can
+run without it (MOSAIKS, published products) never import it where it is not installed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from eoembed.bands import BandInfo
     from eoembed.specs import OutputSpec
 
-__all__ = ["Embedder", "pool_grid", "resolve_device"]
+__all__ = ["Embedder", "pool_grid", "resolve_device", "torch_available"]
 
 
 def import_torch() -> Any:
@@ -39,6 +41,11 @@ def import_torch() -> Any:
     except ImportError:
         raise DependencyNotFoundError("torch", "torch") from None
     return torch
+
+
+def torch_available() -> bool:
+    """Whether torch is installed, without importing it (a core install has none)."""
+    return importlib.util.find_spec("torch") is not None
 
 
 def resolve_device(device: str) -> str:
@@ -87,11 +94,12 @@ class Embedder(ABC):
     card: ClassVar[ModelCard]
     Options: ClassVar[type[EmbedderOptions]] = EmbedderOptions
     needs_torch: ClassVar[bool] = True
-    """False for embedders that run no network (published products): no torch, no device."""
+    """False for embedders that run without torch: published products (no network, no
+    device) and those with a numpy forward (:meth:`forward_grid_numpy`, MOSAIKS)."""
 
     def __init__(self, *, device: str = "auto", batch_size: int = 16, **model_args: Any) -> None:
         self.options = self.Options.parse(self.card.id, model_args)
-        self.device = resolve_device(device) if self.needs_torch else "cpu"
+        self.device = self.device_for(device)
         self.batch_size = batch_size
         self.weights_meta: dict[str, Any] = {}
         t0 = time.perf_counter()
@@ -104,11 +112,30 @@ class Embedder(ABC):
             ) from None
         self.load_seconds = time.perf_counter() - t0
 
+    @classmethod
+    def device_for(cls, device: str) -> str:
+        """The device instances run on (checked before a model is built, see ``check_models``).
+
+        :func:`resolve_device` for torch models; ``"cpu"`` for those that never run torch.
+        """
+        return resolve_device(device) if cls.needs_torch else "cpu"
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether :meth:`embed` runs the torch route (else :meth:`run_batch_numpy`)."""
+        return self.needs_torch
+
     # -- what subclasses provide -------------------------------------------------------
 
     @abstractmethod
     def build(self) -> None:
         """Create the network on ``self.device`` and load its weights."""
+
+    def forward_grid_numpy(
+        self, x: np.ndarray, context: Sequence[SampleContext] = ()
+    ) -> np.ndarray:
+        """:meth:`forward_grid` without torch, for embedders whose ``uses_torch`` is False."""
+        raise NotImplementedError(f"{type(self).__name__} has no numpy forward")
 
     def forward_tokens(
         self, x: torch.Tensor, context: Sequence[SampleContext] = ()
@@ -239,6 +266,19 @@ class Embedder(ABC):
         assert output.pooling is not None, "embed() resolves the pooling first"
         return self._pooled(batch, context, output.pooling)
 
+    def run_batch_numpy(
+        self, batch: np.ndarray, context: Sequence[SampleContext], output: OutputSpec
+    ) -> np.ndarray:
+        """:meth:`run_batch` without torch: the numpy grid, or a reduction of its cells."""
+        grid = self.forward_grid_numpy(batch, context)
+        if output.mode == "grid":
+            return grid
+        assert output.pooling is not None, "embed() resolves the pooling first"
+        if output.pooling in ("native", "cls"):
+            raise CapabilityError(f"model {self.card.id!r} has no {output.pooling!r} pooling "
+                                  "without torch")
+        return pool_grid(grid, output.pooling)
+
     def _grid(self, x: torch.Tensor, context: Sequence[SampleContext]) -> torch.Tensor:
         size = self.card.input.image_size
         if self.input_prep != "tile" or size is None:
@@ -306,7 +346,7 @@ class Embedder(ABC):
         ``bands``: the channels' bands when they are not the card's, for models whose
         ``band_rule`` is ``"any"`` (they reach the model through each context's ``bands``).
         """
-        torch = import_torch()
+        torch = import_torch() if self.uses_torch else None
         bands = self._check_bands(bands)
         channels, frames = len(self.card.input.bands), self.card.input.frames
         if bands is not None:
@@ -341,13 +381,16 @@ class Embedder(ABC):
                 dataclasses.replace(SampleContext.unknown(self.card.input.gsd_m), bands=given)
             ] * len(pixels)
         chunks = []
-        with torch.inference_mode():
+        with torch.inference_mode() if torch is not None else contextlib.nullcontext():
             for start in range(0, len(pixels), self.batch_size):
                 stop = start + self.batch_size
                 chunk = pixels[start:stop]
                 normalised = self.normalise(chunk) if bands is None else self.normalise_as(chunk, bands)
-                batch = torch.from_numpy(normalised).to(self.device)
                 ctx = contexts[start:stop]
+                if torch is None:
+                    chunks.append(self.run_batch_numpy(normalised, ctx, output))
+                    continue
+                batch = torch.from_numpy(normalised).to(self.device)
                 values = self.resolve_precision(batch, ctx, output)
                 if values is None:
                     with self.precision_scope(output.kind):
