@@ -236,3 +236,38 @@ def test_a_provider_that_cannot_travel_is_refused_before_anything_is_written(
                      model_args={"ssl4eo-s12-vit-s16-dino": {"precision": "auto",
                                                              "weights": "random"}})
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dask_export_numbers_vector_parts_after_the_last_and_writes_its_catalogue(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """FlatGeobuf parts of a resumed Dask run come after the earlier ones (any part suffix
+    counts), and the client writes the STAC catalogue and the COG mosaic once, at the end."""
+    import json
+    import re
+
+    out = tmp_path / "fgb"
+    kwargs = {"temporal": WINDOW, "out": out, "model_args": ARGS, "format": "flatgeobuf",
+              "engine": "dask", "client": cluster, "partition_size": 2, "progress": False}
+    assert export_batch(POINTS[:4], "mosaiks", **kwargs).ok == 4
+    first = sorted(p.name for p in (out / "mosaiks").glob("part-*.fgb"))
+    assert export_batch(POINTS[:8], "mosaiks", **kwargs).ok == 4
+    second = sorted(p.name for p in (out / "mosaiks").glob("part-*.fgb"))
+    added = sorted(set(second) - set(first))
+    seq = [int(re.match(r"part-(\d+)-", n)[1]) for n in (*first, *added)]  # type: ignore[index]
+    assert added and min(seq[len(first):]) > max(seq[:len(first)])
+    assert len(load_export(out)) == 8
+    items = list((out / "stac/mosaiks/items").glob("*.json"))
+    ids = {i for p in items for i in json.loads(p.read_text())["properties"]["eoembed:ids"]}
+    assert ids == {e.id for e in read_manifest(out) if e.status == "ok"}
+
+    cog = tmp_path / "cog"
+    export_batch(POINTS[:4], "mosaiks", temporal=WINDOW, out=cog, model_args=ARGS,
+                 format="cog", output=OutputSpec.grid(), engine="dask", client=cluster,
+                 partition_size=2, progress=False)
+    tifs = sorted(p.name for p in (cog / "mosaiks").glob("*.tif"))
+    vrts = list((cog / "mosaiks").glob("mosaic*.vrt"))
+    assert len(tifs) == 4 and vrts
+    listed = {m for v in vrts for m in re.findall(r">([0-9a-f]{32}\.tif)<", v.read_text())}
+    assert listed == set(tifs)
+    assert len(list((cog / "stac/mosaiks/items").glob("*.json"))) == 4

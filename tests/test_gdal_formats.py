@@ -172,6 +172,31 @@ def test_vrt_past_its_source_limit_is_not_written(tmp_path, cog_export, monkeypa
     assert "STAC catalogue" in caplog.text
 
 
+def test_vrt_rebuild_is_skipped_while_its_files_are_unchanged(tmp_path, cog_export,
+                                                             monkeypatch) -> None:
+    """A close that finds the VRT stamped with the files as they are opens no file; a
+    removed (or rewritten) region file makes it rebuild."""
+    from eoembed.writers import vrt
+
+    folder = tmp_path / "cog"
+    shutil.copytree(cog_export, folder)
+    schema = EmbeddingSchema(model="mosaiks", mode="grid", dim=512)
+    writer = get_writer("cog")
+    writer(folder, schema).close()  # the copy's mtimes differ: rebuilt and stamped
+    before = (folder / "mosaic.vrt").read_text()
+    assert vrt.STAMP_KEY in before
+    real = vrt._read_source
+    monkeypatch.setattr(vrt, "_read_source", lambda path: pytest.fail(f"read {path}"))
+    writer(folder, schema).close()
+    assert (folder / "mosaic.vrt").read_text() == before
+    gone = min(folder.glob("*.tif"))
+    gone.unlink()
+    monkeypatch.setattr(vrt, "_read_source", real)
+    writer(folder, schema).close()
+    after = (folder / "mosaic.vrt").read_text()
+    assert gone.name in before and gone.name not in after
+
+
 def test_int8_vrt_dequantises_each_region_with_its_own_scales(tmp_path, sample_provider):
     import rasterio
 
@@ -355,3 +380,40 @@ def test_zarr_mosaic_is_rebuilt_when_an_export_grows(tmp_path, sample_provider) 
     mosaic = xr.open_zarr(store)
     assert mosaic["embedding"].shape == (512, 8, 13)
     assert len(xr.open_datatree(store, engine="zarr").children) == 2
+
+
+def test_zarr_mosaic_overlap_takes_the_later_region_and_size_is_capped(
+    tmp_path, sample_provider, monkeypatch, caplog
+) -> None:
+    """Overlapping cells hold the later region's (by id) values; a mosaic past
+    MAX_MOSAIC_BYTES is not written (a warning says so) and no region's values are read."""
+    import logging
+
+    import xarray as xr
+
+    from eoembed.writers import zarr_mosaic
+
+    folder = _export(tmp_path / "z", sample_provider, ALIGNED, "zarr")
+    store = folder / "embeddings.zarr"
+    mosaic = xr.open_zarr(store)
+    values = mosaic["embedding"].values
+    later = max(get_writer("zarr").load(folder).children)
+    ds = xr.open_dataset(store, group=later, engine="zarr", consolidated=False)
+    rows = np.searchsorted(-mosaic["mosaic_y"].values, -ds["y"].values)
+    cols = np.searchsorted(mosaic["mosaic_x"].values, ds["x"].values)
+    own = ds["embedding"].values
+    got = values[:, rows[:, None], cols[None, :]]
+    assert np.array_equal(got[~np.isnan(own)], own[~np.isnan(own)])  # the overlap included
+
+    groups = sorted(get_writer("zarr").load(folder).children)
+    shape = mosaic["embedding"].shape
+    monkeypatch.setattr(zarr_mosaic, "MAX_MOSAIC_BYTES", int(np.prod(shape)) * 4 - 1)
+    monkeypatch.setattr(xr, "open_dataset", lambda *a, **k: pytest.fail("values read"))
+    with caplog.at_level(logging.WARNING, logger="eoembed.writers.zarr_mosaic"):
+        assert zarr_mosaic.write_mosaic(store, groups) is False
+    assert "no root mosaic" in caplog.text
+    monkeypatch.setattr(zarr_mosaic, "MAX_MOSAIC_BYTES", int(np.prod(shape)) * 4)
+    monkeypatch.undo()
+    zarr_mosaic.remove_mosaic(store)
+    assert zarr_mosaic.write_mosaic(store, groups) is True
+    np.testing.assert_array_equal(xr.open_zarr(store)["embedding"].values, values)

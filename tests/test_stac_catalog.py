@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -355,3 +356,52 @@ def test_source_data_links_name_the_collection_read():
     assert local["href"].endswith("/collections/landsat-c2-l2") and "'local'" in local["title"]
     product = source_data_link("alphaearth", "alphaearth", describe_model("alphaearth"))
     assert product["href"] == describe_model("alphaearth").product.url
+
+
+def test_a_run_stopped_by_a_failing_region_still_catalogues_what_it_recorded(
+    tmp_path, validator, sample_provider
+):
+    """The catalogue is rebuilt however a run ends: after ``on_error="raise"`` stops it, it
+    lists every recorded result, not the previous run's."""
+    from tests.test_export import FlakyProvider
+
+    out = tmp_path / "stopped"
+    regions = points(5)
+    export(out, regions[:1], output=OutputSpec.grid(), format="cog")
+    flaky = FlakyProvider(sample_provider, permanent=regions[4:])
+    with pytest.raises(ConnectionResetError):
+        export_batch(regions, "mosaiks", temporal=WINDOW, out=out, provider=flaky,
+                     device="cpu", progress=False, model_args=ARGS, output=OutputSpec.grid(),
+                     format="cog", batch_size=1, max_retries=0, fetch_workers=1)
+    ok = {e.id for e in read_manifest(out) if e.status == "ok"}
+    assert len(ok) >= 2  # regions written before the failure (a precondition)
+    names = {p.stem for p in (out / "stac/mosaiks/items").glob("*.json")}
+    assert names == ok
+    validate_all(out, validator)
+
+
+def test_an_unchanged_export_keeps_its_catalogue_without_reading_files(
+    tmp_path, monkeypatch, validator
+):
+    """Re-running a finished export rebuilds nothing (the stamp matches; no data file is
+    opened); ``write_stac`` always rebuilds, and a changed file makes the run rebuild."""
+    from eoembed.pipeline import catalog
+
+    out = tmp_path / "same"
+    regions = points(2)
+    export(out, regions, output=OutputSpec.grid(), format="cog")
+    before = {p: p.read_text() for p in catalogue_files(out)}
+    real = catalog._file_meta
+    monkeypatch.setattr(catalog, "_file_meta", lambda *a: pytest.fail("a file was read"))
+    assert export(out, regions, output=OutputSpec.grid(), format="cog").reused == 2
+    assert {p: p.read_text() for p in catalogue_files(out)} == before
+    monkeypatch.setattr(catalog, "_file_meta", real)
+    (out / "stac/mosaiks/items/extra.json").write_text("{}")
+    write_stac(out)  # forced: rebuilt from scratch
+    assert not (out / "stac/mosaiks/items/extra.json").exists()
+    tif = min((out / "mosaiks").glob("*.tif"))
+    os.utime(tif, ns=(tif.stat().st_atime_ns, tif.stat().st_mtime_ns + 10**9))
+    (out / "stac/mosaiks/items/extra.json").write_text("{}")
+    export(out, regions, output=OutputSpec.grid(), format="cog")
+    assert not (out / "stac/mosaiks/items/extra.json").exists()
+    validate_all(out, validator)

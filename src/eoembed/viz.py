@@ -440,6 +440,9 @@ def export_quicklook(out: str | Path, path: str | Path, model: str | None = None
     so colours compare across regions: one mosaic when the regions share a CRS and lie close
     together, else the largest few (numbered on the map).
 
+    Cost: every result is read (each grid once, for its mean), so a large grid export takes
+    about as long to draw as to load.
+
     Args:
         out: the export folder.
         path: the PNG to write.

@@ -12,6 +12,12 @@ scratch from ``export.json``, the manifest (only results recorded as written) an
 metadata inside the data files, so a resumed export's catalogue covers every region recorded.
 It is built in a temporary folder and swapped in, so readers never meet half a catalogue.
 
+Cost: grid items read each region file's metadata (about 3 ms a COG, 1 ms a NetCDF, 0.2 ms a
+Zarr group: some 5 minutes per 100,000 COG regions). The catalogue records a stamp of what it
+was built from (``stac/.eoembed-stamp``: the job's models and format, the manifest's size and
+time, each recorded file's size and time, the eoembed version), and a rebuild that finds the
+stamp unchanged does nothing (a stat per file), so re-running a finished export reads no file.
+
 Items and Collections use the STAC Embedding extension v0.0.1 (``emb:`` fields, ``emb:model``
 and ``emb:source-data`` links; :func:`~eoembed.writers.base.stac_embedding_fields`), projection
 v2.0.0 (``proj:code``, ``proj:bbox``, ``proj:shape``, ``proj:transform``) and raster v1.1.0
@@ -58,6 +64,7 @@ __all__ = [
     "STAC_DIR",
     "STAC_EXTENSIONS",
     "STAC_VERSION",
+    "STAMP_FILE",
     "build_stac",
     "remove_stac",
     "source_data_link",
@@ -137,11 +144,45 @@ def write_stac(out: str | Path) -> Path:
     if read_job(out) is None:
         raise ExportNotFoundError(f"{out} holds no eoembed export ({JOB_FILE} is missing)")
     with export_lock(out):
-        return build_stac(out)
+        return build_stac(out, force=True)
 
 
-def build_stac(out: Path) -> Path:
-    """Rebuild the catalogue from scratch; the caller holds ``out``'s export lock."""
+STAMP_FILE = ".eoembed-stamp"
+"""In ``stac/``: the stamp of what the catalogue was built from (see the module's notes)."""
+
+
+def _stamp(out: Path, job: Mapping[str, Any], entries: list[ManifestEntry]) -> str:
+    """What the catalogue depends on, hashed: a stat per recorded file, no file read."""
+    import hashlib
+
+    from eoembed._version import __version__
+    from eoembed.pipeline.manifest import MANIFEST_NAME
+
+    digest = hashlib.sha256(json.dumps(
+        [__version__, job.get("format"), job.get("output"), job.get("models")],
+        sort_keys=True, default=str).encode())
+    paths = [out / MANIFEST_NAME]
+    for entry in entries:
+        info = job["models"].get(entry.model) or {}
+        if entry.status == "ok" and info.get("dir"):
+            folder = model_folder(out, info["dir"], entry.model)
+            paths += [folder / name for name in entry.files]
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+            continue
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def build_stac(out: Path, *, force: bool = False) -> Path:
+    """Rebuild the catalogue from scratch; the caller holds ``out``'s export lock.
+
+    Unless ``force``, nothing is done when the catalogue's stamp says that nothing it is
+    built from changed.
+    """
     from eoembed.writers import get_writer
 
     out = Path(out)
@@ -152,6 +193,10 @@ def build_stac(out: Path) -> Path:
     writer_cls = get_writer(job["format"])
     mode = str((job.get("output") or {}).get("mode", "pooled"))
     entries = read_manifest(out)
+    stamp = _stamp(out, job, entries)
+    if not force and (out / CATALOG_FILE).is_file() and _read_text(
+            out / STAC_DIR / STAMP_FILE) == stamp:
+        return out / CATALOG_FILE
     staging = out / f"{TMP_PREFIX}stac-{uuid.uuid4().hex[:8]}"
     try:
         children = []
@@ -180,6 +225,8 @@ def build_stac(out: Path) -> Path:
                       *children],
         }
         _write_json(staging / CATALOG_FILE, root)
+        (staging / STAC_DIR).mkdir(parents=True, exist_ok=True)
+        (staging / STAC_DIR / STAMP_FILE).write_text(stamp, encoding="utf-8")
         _swap_in(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -208,6 +255,13 @@ def _swap_in(out: Path, staging: Path) -> None:
         os.replace(staged, out / STAC_DIR)
     os.replace(staging / CATALOG_FILE, out / CATALOG_FILE)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

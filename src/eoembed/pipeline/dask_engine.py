@@ -268,8 +268,9 @@ def run_plan_dask(
     from eoembed.writers.base import next_part_seq
 
     distributed = _distributed()
-    seq_base = max(next_part_seq(Path(f), suffix) for f in folders.values()
-                   for suffix in (".parquet", ".npz")) + SEQ_STRIDE
+    # every part file whatever its suffix (.parquet, .npz, .fgb, .gpkg...): a resumed run
+    # numbers its parts after the last, as the local engine does
+    seq_base = max(next_part_seq(Path(f), "") for f in folders.values()) + SEQ_STRIDE
     job = _Job({m: str(p) for m, p in folders.items()}, writer_format, dict(schemas),
                list(plans), provider, temporal, output, settings, frames, seq_base)
     parts = iter(enumerate(tasks[i : i + partition_size]

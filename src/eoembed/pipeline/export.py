@@ -415,10 +415,13 @@ def export_batch(
         finally:
             for writer in writers.values():
                 writer.close()
+            # Derived like the writers' mosaics, so rebuilt however the run ended (a region
+            # that raised included): it never lists fewer results than the manifest records,
+            # nor files this run removed.
+            notes += _catalogue(out)
         job["run"].update(finished=True, ok=counts.ok, failed=counts.failed,
                           skipped=counts.skipped, reused=len(plan.reused))
         write_job(out, job)
-        notes += _catalogue(out)
     return ExportResult(
         out=out, format=format, total=plan.total, ok=counts.ok, failed=counts.failed,
         skipped=counts.skipped, reused=len(plan.reused), fetches=counts.fetches,

@@ -42,7 +42,7 @@ from eoembed.writers.base import (
     stac_embedding_fields,
 )
 from eoembed.writers.netcdf import cf_dataset, dequantize_dataset, grid_tree
-from eoembed.writers.zarr_mosaic import remove_mosaic, write_mosaic
+from eoembed.writers.zarr_mosaic import MOSAIC_ARRAYS, remove_mosaic, write_mosaic
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -109,7 +109,10 @@ class ZarrWriter(Writer):
         if not (self.store / "zarr.json").is_file():
             return
         self._write_root()  # metadata known only after the first batch (precision="auto")
-        write_mosaic(self.store, self._groups(self.directory, dequantize=False))
+        write_mosaic(self.store, [
+            rel.split("/", 1)[1] for rel in self.list_files(self.directory)
+            if (self.directory / rel / "zarr.json").is_file()  # not a crash's half group
+        ])
         with warnings.catch_warnings():
             # zarr-python notes that consolidation is not yet part of the v3 spec; readers
             # that do not know it fall back to listing, which the store also supports.
@@ -122,13 +125,13 @@ class ZarrWriter(Writer):
 
         Empty or half-filled group folders are listed too, so that resume removes those the
         manifest does not record instead of tripping over them on every run; the root
-        mosaic's arrays are not groups and are never listed.
+        mosaic's arrays are not groups and are never listed (by name: record ids are hex, so
+        no group is called ``embedding``; no file is read per group).
         """
         store = Path(directory) / STORE
         return [
             f"{STORE}/{name}" for name in list_complete(store, "*")
-            if (store / name).is_dir()
-            and (_read_json(store / name / "zarr.json") or {}).get("node_type") != "array"
+            if name not in MOSAIC_ARRAYS and (store / name).is_dir()
         ]
 
     @classmethod

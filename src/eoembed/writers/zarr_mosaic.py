@@ -16,27 +16,36 @@ the earlier left NaN or overwrites them.
 
 Derived, like consolidated metadata: written to a temporary store, its arrays moved into the
 root when whole, removed when a writer opens the store (resume) and rebuilt on close.
+
+Cost: every close decides from each group's ``zarr.json`` (its ``output_grid`` attribute,
+about 0.2 ms a region) and only then reads the regions' values, once each, so an export that
+gets no mosaic costs a JSON read per region. A mosaic duplicates the data as float32 (4x an
+int8 export), so past :data:`MAX_MOSAIC_BYTES` none is written and a warning says so.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from eoembed.writers.base import TMP_PREFIX
 from eoembed.writers.netcdf import EMBEDDING, dequantize_dataset
 
-if TYPE_CHECKING:
-    import xarray as xr
+__all__ = ["MAX_MOSAIC_BYTES", "MAX_UNION_RATIO", "MOSAIC_ARRAYS", "remove_mosaic",
+           "write_mosaic"]
 
-__all__ = ["MAX_UNION_RATIO", "MOSAIC_ARRAYS", "remove_mosaic", "write_mosaic"]
+_LOG = logging.getLogger(__name__)
+
+MAX_MOSAIC_BYTES = 8 << 30
+"""Largest root mosaic written (float32 bytes): a 768-dim mosaic of about 1,650 x 1,650 cells."""
 
 MAX_UNION_RATIO = 4.0
 """Most cells the mosaic may hold per region cell; sparser exports get no mosaic."""
@@ -65,12 +74,27 @@ def remove_mosaic(store: Path) -> None:
             shutil.rmtree(store / name)
 
 
-def _region(name: str, ds: xr.Dataset) -> _Region | None:
-    crs = ds.rio.crs
-    t = ds.rio.transform()
-    if crs is None or t.b != 0 or t.d != 0 or t.e >= 0:
+def _region(store: Path, name: str) -> _Region | None:
+    """Where group ``name`` lies, from its ``output_grid`` attribute (no array is opened)."""
+    try:
+        meta = json.loads((store / name / "zarr.json").read_text(encoding="utf-8"))
+        grid = meta["attributes"]["output_grid"]
+        a, b, c, d, e, f = (float(v) for v in list(grid["transform"])[:6])
+        crs, width, height = str(grid["crs"]), int(grid["width"]), int(grid["height"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return _Region(name, crs.to_string(), t.c, t.f, t.a, -t.e, ds.sizes["x"], ds.sizes["y"])
+    if b != 0 or d != 0 or e >= 0 or a <= 0:
+        return None
+    return _Region(name, crs, c, f, a, -e, width, height)
+
+
+def _dim(store: Path, name: str) -> int | None:
+    """The group's embedding dimension, from its array's ``zarr.json``."""
+    try:
+        meta = json.loads((store / name / EMBEDDING / "zarr.json").read_text(encoding="utf-8"))
+        return int(meta["shape"][0])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _shared_grid(regions: Sequence[_Region]) -> tuple[float, float, int, int] | None:
@@ -94,23 +118,37 @@ def _shared_grid(regions: Sequence[_Region]) -> tuple[float, float, int, int] | 
     return left, top, width, height
 
 
-def write_mosaic(store: Path, datasets: dict[str, xr.Dataset]) -> bool:
-    """Write the root mosaic of ``datasets`` (id -> region) if they share a grid; say if so."""
+def write_mosaic(store: Path, groups: Sequence[str]) -> bool:
+    """Write the root mosaic of the record ``groups`` if they share a grid; say if so.
+
+    Regions are placed from their metadata; values are read (once each) only when a mosaic is
+    written.
+    """
     import xarray as xr
     import zarr
 
-    if not datasets or set(datasets) & set(MOSAIC_ARRAYS):
+    if not groups or set(groups) & set(MOSAIC_ARRAYS):
         return False
-    regions = [_region(name, ds) for name, ds in datasets.items()]
+    regions = [_region(store, name) for name in groups]
     if any(r is None for r in regions):
         return False
     placed = [r for r in regions if r is not None]
+    dims = {_dim(store, name) for name in groups}
+    if len(dims) != 1 or None in dims:
+        return False
     shared = _shared_grid(placed)
     if shared is None:
         return False
     left, top, width, height = shared
     res_x, res_y, crs = placed[0].res_x, placed[0].res_y, placed[0].crs
-    dim = next(iter(datasets.values())).sizes["dim"]
+    dim = int(next(iter(dims)) or 0)
+    if dim * width * height * 4 > MAX_MOSAIC_BYTES:
+        _LOG.warning(
+            "%s: no root mosaic of %d regions (%d x %d cells x %d dims is more than %d GiB);"
+            " open the regions with xarray.open_datatree or the export's STAC catalogue",
+            store, len(groups), width, height, dim, MAX_MOSAIC_BYTES >> 30,
+        )
+        return False
 
     coords = xr.Dataset(coords={
         "dim": np.arange(dim),
@@ -141,12 +179,13 @@ def write_mosaic(store: Path, datasets: dict[str, xr.Dataset]) -> bool:
                 "units": "1", "grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
             },
         )
-        for name, r in zip(datasets, placed, strict=True):
+        for r in placed:
             row = round((top - r.top) / res_y)
             col = round((r.left - left) / res_x)
             window = (slice(None), slice(row, row + r.height), slice(col, col + r.width))
-            values = np.asarray(dequantize_dataset(datasets[name])[EMBEDDING].values,
-                                dtype=np.float32)
+            with xr.open_dataset(store, group=r.name, engine="zarr",
+                                 consolidated=False) as ds:
+                values = np.asarray(dequantize_dataset(ds)[EMBEDDING].values, dtype=np.float32)
             current = array[window]
             array[window] = np.where(np.isnan(values), current, values)
         remove_mosaic(store)
