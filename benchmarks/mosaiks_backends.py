@@ -1,7 +1,7 @@
 """MOSAIKS on the sample scene: the torch convolution against the numpy one, side by side.
 
-A core install (no torch) runs MOSAIKS in numpy (``random_features``); with torch installed
-it runs in torch. For regions of several sizes, the same pixels go through both backends of
+MOSAIKS runs in numpy (``random_features``) on the CPU, with or without torch installed, and
+in torch on a GPU; this measures the choice. For regions of several sizes, the same pixels go through both backends of
 one embedder (grid output, the default 512 features): the best of ``--repeat`` wall times of
 each, and the largest absolute and relative difference of their features (relative to the
 largest feature magnitude, since single features can be ~0). Needs torch and the sample.
